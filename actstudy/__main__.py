@@ -1,0 +1,3 @@
+from actstudy.cli import main
+
+main()

@@ -1,0 +1,512 @@
+"""LSTM / GRU / vanilla RNN cells with swappable activations, a layer that loops a cell
+over time, and a stack of layers.
+
+Three pieces, smallest first:
+
+- a *cell* holds one layer's parameters (torch.nn's names and layout) and computes one
+  time step. Its work is split in two so that a layer can batch the non-recurrent part:
+  `project_inputs` (the input matmul, any leading shape) and `step` (everything that
+  depends on the previous state). `forward(x_t, state)` does both for a single step.
+- a *layer* projects the whole input sequence in one matmul, then loops `step` over time.
+- a *stack* composes layers with dropout between them, and uses torch's fused kernels
+  (`torch.lstm`, `torch.gru`, `torch.rnn_tanh`, `torch.rnn_relu`) on the very same
+  parameter tensors whenever the configuration is exactly what those kernels compute.
+
+Layout decisions others rely on:
+
+- LSTM gates are stacked i, f, g, o; GRU r, z, n; RNN one block (as torch.nn).
+- With `coupled_gates` (CIFG, f = 1 - i) the LSTM has no forget weights at all: its
+  blocks are i, g, o (G = 3) and, with peepholes, `peephole` is (2, H) with rows i, o.
+  Parameter counts therefore reflect the simplification. `cell.gate_names` and
+  `cell.peephole_names` spell out the layout of any cell.
+- Default init draws every parameter from U(-1/sqrt(H), 1/sqrt(H)) in torch.nn's order,
+  so with the same seed a default stack starts from the same numbers as nn.LSTM/GRU/RNN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from actstudy.activations import DEFAULT_NEGATIVE_SLOPE, Activation, resolve_activation
+
+CELL_TYPES = ("lstm", "gru", "rnn")
+INITS = ("default", "orthogonal", "irnn")
+IMPLS = ("auto", "fused", "custom")
+
+# Which activation slots each cell has, and what every slot defaults to.
+SLOTS = {"lstm": ("gate", "candidate", "output"), "gru": ("gate", "candidate"), "rnn": ("candidate",)}
+DEFAULT_ACTIVATIONS = {"gate": "sigmoid", "candidate": "tanh", "output": "tanh"}
+
+LSTMState = tuple[Tensor, Tensor]  # (h, c), each (B, H)
+State = Union[Tensor, LSTMState]
+
+
+def _default(slot: str) -> Activation:
+    return resolve_activation(DEFAULT_ACTIVATIONS[slot])
+
+
+# --------------------------------------------------------------------------- cells
+
+
+class RecurrentCell(nn.Module):
+    """Shared parameters and init of the three cells; G = len(gate_names) blocks of H rows."""
+
+    def __init__(self, input_size: int, hidden_size: int, gate_names: tuple[str, ...], init: str = "default"):
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.gate_names = gate_names
+        self.init = init
+        blocks = len(gate_names) * hidden_size
+        # Registered in torch.nn's order so that default init consumes the RNG identically.
+        self.weight_ih = nn.Parameter(torch.empty(blocks, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(blocks, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(blocks))
+        self.bias_hh = nn.Parameter(torch.empty(blocks))
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.uniform_(-bound, bound)
+            if self.init == "orthogonal":
+                # Each gate's (H, H) recurrent block orthogonal on its own, not the whole (G*H, H).
+                for block in self.weight_hh.chunk(len(self.gate_names), 0):
+                    nn.init.orthogonal_(block)
+            elif self.init == "irnn":
+                # Le, Jaitly & Hinton 2015: identity recurrence, zero biases.
+                self.weight_hh.copy_(torch.eye(self.hidden_size))
+                self.bias_ih.zero_()
+                self.bias_hh.zero_()
+
+    def initial_state(self, batch_size: int, like: Tensor) -> State:
+        return like.new_zeros(batch_size, self.hidden_size)
+
+    def project_inputs(self, x: Tensor) -> Tensor:
+        """x (..., I) -> (..., G*H): the part of every pre-activation that needs no state.
+
+        Both biases are folded in here (they are only ever added), leaving one addmm per step.
+        """
+        return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
+
+    def step(self, projected: Tensor, state: State) -> tuple[Tensor, State]:
+        """One time step from the projected input (B, G*H); returns (h_t, new state)."""
+        raise NotImplementedError
+
+    def forward(self, x_t: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        """One time step from the raw input x_t (B, I); a zero state when none is given."""
+        if state is None:
+            state = self.initial_state(x_t.shape[0], x_t)
+        return self.step(self.project_inputs(x_t), state)
+
+    def _slots_repr(self) -> str:
+        return ""
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}{self._slots_repr()}, init={self.init}"
+
+
+class LSTMCell(RecurrentCell):
+    """LSTM (with forget gate), optionally with peepholes and/or coupled input-forget gates.
+
+        i = gate(W_i x + U_i h + b_i [+ p_i * c_prev])
+        f = gate(W_f x + U_f h + b_f [+ p_f * c_prev])      or f = 1 - i when coupled
+        g = candidate(W_g x + U_g h + b_g)
+        c = f * c_prev + i * g
+        o = gate(W_o x + U_o h + b_o [+ p_o * c])
+        h = o * output(c)
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        gate: Optional[Activation] = None,
+        candidate: Optional[Activation] = None,
+        output: Optional[Activation] = None,
+        peephole: bool = False,
+        coupled_gates: bool = False,
+        init: str = "default",
+        forget_bias: float = 0.0,
+    ):
+        gate_names = ("i", "g", "o") if coupled_gates else ("i", "f", "g", "o")
+        super().__init__(input_size, hidden_size, gate_names, init)
+        self.gate = gate or _default("gate")
+        self.candidate = candidate or _default("candidate")
+        self.output = output or _default("output")
+        self.coupled_gates = coupled_gates
+        self.forget_bias = forget_bias
+        self.peephole_names: tuple[str, ...] = ()
+        if peephole:
+            self.peephole_names = ("i", "o") if coupled_gates else ("i", "f", "o")
+            # Diagonal peepholes: one weight vector per gate that looks at the cell state.
+            self.peephole = nn.Parameter(torch.empty(len(self.peephole_names), hidden_size))
+        else:
+            self.register_parameter("peephole", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        # forget_bias == 0 keeps the init identical to torch.nn's.
+        if self.forget_bias != 0 and "f" in self.gate_names:
+            forget = slice(self.hidden_size, 2 * self.hidden_size)
+            with torch.no_grad():
+                self.bias_ih[forget] = self.forget_bias
+                self.bias_hh[forget] = 0.0
+
+    def initial_state(self, batch_size: int, like: Tensor) -> LSTMState:
+        zeros = like.new_zeros(batch_size, self.hidden_size)
+        return zeros, zeros
+
+    def step(self, projected: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        h_prev, c_prev = state
+        # (B, G*H) -> G pre-activations of (B, H), in gate_names order.
+        chunks = torch.addmm(projected, h_prev, self.weight_hh.t()).chunk(len(self.gate_names), 1)
+        if self.coupled_gates:
+            i_pre, g_pre, o_pre = chunks
+        else:
+            i_pre, f_pre, g_pre, o_pre = chunks
+        peep = dict(zip(self.peephole_names, self.peephole.unbind(0))) if self.peephole is not None else {}
+
+        if peep:
+            i_pre = i_pre + peep["i"] * c_prev
+        i = self.gate(i_pre)
+        if self.coupled_gates:
+            f = 1.0 - i
+        else:
+            if peep:
+                f_pre = f_pre + peep["f"] * c_prev
+            f = self.gate(f_pre)
+        g = self.candidate(g_pre)
+        c = f * c_prev + i * g
+        if peep:
+            o_pre = o_pre + peep["o"] * c  # the output gate peeks at the *new* cell state
+        h = self.gate(o_pre) * self.output(c)
+        return h, (h, c)
+
+    def _slots_repr(self) -> str:
+        extras = (", peephole=True" if self.peephole is not None else "") + (
+            ", coupled_gates=True" if self.coupled_gates else ""
+        )
+        return f", gate={self.gate.name}, candidate={self.candidate.name}, output={self.output.name}{extras}"
+
+
+class GRUCell(RecurrentCell):
+    """GRU in torch.nn.GRU's form: the reset gate scales (U_n h + b_hn), after the matmul.
+
+        r = gate(W_r x + b_ir + U_r h + b_hr)
+        z = gate(W_z x + b_iz + U_z h + b_hz)
+        n = candidate(W_n x + b_in + r * (U_n h + b_hn))
+        h = (1 - z) * n + z * h_prev
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        gate: Optional[Activation] = None,
+        candidate: Optional[Activation] = None,
+        init: str = "default",
+    ):
+        super().__init__(input_size, hidden_size, ("r", "z", "n"), init)
+        self.gate = gate or _default("gate")
+        self.candidate = candidate or _default("candidate")
+        self.reset_parameters()
+
+    def project_inputs(self, x: Tensor) -> Tensor:
+        # b_hn sits inside r * (...), so only bias_ih can be folded into the projection.
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
+    def step(self, projected: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h_prev = state
+        recurrent = F.linear(h_prev, self.weight_hh, self.bias_hh)  # (B, 3H)
+        two_h = 2 * self.hidden_size
+        # r and z share one activation call over their (B, 2H) block.
+        r, z = self.gate(projected[:, :two_h] + recurrent[:, :two_h]).chunk(2, 1)
+        n = self.candidate(projected[:, two_h:] + r * recurrent[:, two_h:])
+        h = n + z * (h_prev - n)  # = (1 - z) * n + z * h_prev
+        return h, h
+
+    def _slots_repr(self) -> str:
+        return f", gate={self.gate.name}, candidate={self.candidate.name}"
+
+
+class RNNCell(RecurrentCell):
+    """Vanilla (Elman) RNN: h = candidate(W x + b_ih + U h_prev + b_hh)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        candidate: Optional[Activation] = None,
+        init: str = "default",
+    ):
+        super().__init__(input_size, hidden_size, ("h",), init)
+        self.candidate = candidate or _default("candidate")
+        self.reset_parameters()
+
+    def step(self, projected: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.candidate(torch.addmm(projected, state, self.weight_hh.t()))
+        return h, h
+
+    def _slots_repr(self) -> str:
+        return f", candidate={self.candidate.name}"
+
+
+# --------------------------------------------------------------------------- layer
+
+
+class RecurrentLayer(nn.Module):
+    """Loops a cell over time: one input matmul for all steps, then the recurrence."""
+
+    def __init__(self, cell: RecurrentCell):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, xs: Tensor, state: Optional[State] = None) -> tuple[list[Tensor], State]:
+        """xs (T, B, I) -> (the T hidden states h_t (B, H), final state)."""
+        projected = self.cell.project_inputs(xs)  # (T, B, I) -> (T, B, G*H)
+        if state is None:
+            state = self.cell.initial_state(xs.shape[1], xs)
+        hs = []
+        # unbind, not projected[t]: indexing's backward allocates a full-size gradient per step.
+        for projected_t in projected.unbind(0):
+            h, state = self.cell.step(projected_t, state)
+            hs.append(h)
+        return hs, state
+
+
+# --------------------------------------------------------------------------- stack
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def _choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def _positive_int(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        _fail(f"{what} must be a positive integer, got {value!r}")
+
+
+def _flag(what: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(f"{what} must be true or false, got {value!r}")
+
+
+def _number(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(f"{what} must be a number, got {value!r}")
+
+
+def _why_not_fusable(cell: str, slots: dict[str, str], peephole: bool, coupled_gates: bool) -> Optional[str]:
+    """None when torch's fused kernel computes exactly this configuration, else the reason."""
+    if cell == "rnn":
+        if slots["candidate"] not in ("tanh", "relu"):
+            return f"the fused RNN kernels support candidate=tanh or relu only, not {slots['candidate']}"
+        return None
+    for slot in SLOTS[cell]:
+        if slots[slot] != DEFAULT_ACTIVATIONS[slot]:
+            return (
+                f"the fused {cell.upper()} kernel hard-codes {slot}={DEFAULT_ACTIVATIONS[slot]}, "
+                f"not {slot}={slots[slot]}"
+            )
+    if peephole:
+        return "the fused LSTM kernel has no peephole connections"
+    if coupled_gates:
+        return "the fused LSTM kernel has no coupled input-forget gates"
+    return None
+
+
+class RecurrentStack(nn.Module):
+    """`num_layers` recurrent layers with dropout between them, batch-first in and out.
+
+    Activation slots left as None take the cell's defaults (sigmoid gate, tanh candidate
+    and output). A slot the cell does not have must stay None or at its default.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        gate: Optional[str] = None,
+        candidate: Optional[str] = None,
+        output: Optional[str] = None,
+        negative_slope: float = DEFAULT_NEGATIVE_SLOPE,
+        forget_bias: float = 0.0,
+        peephole: bool = False,
+        coupled_gates: bool = False,
+        init: str = "default",
+        impl: str = "auto",
+    ):
+        super().__init__()
+        requested = {"gate": gate, "candidate": candidate, "output": output}
+        _choice("cell", cell, CELL_TYPES)
+        _positive_int("input_size", input_size)
+        _positive_int("hidden_size", hidden_size)
+        _positive_int("num_layers", num_layers)
+        _number("dropout", dropout)
+        if not 0.0 <= dropout < 1.0:
+            _fail(f"dropout must be in [0, 1), got {dropout!r}")
+        _number("negative_slope", negative_slope)
+        _number("forget_bias", forget_bias)
+        _flag("peephole", peephole)
+        _flag("coupled_gates", coupled_gates)
+        _choice("init", init, INITS)
+        _choice("impl", impl, IMPLS)
+        for slot, name in requested.items():
+            if slot not in SLOTS[cell] and name not in (None, DEFAULT_ACTIVATIONS[slot]):
+                _fail(
+                    f"activation.{slot}={name} has no effect on a {cell} cell "
+                    f"(its slots: {', '.join(SLOTS[cell])}); leave it at {DEFAULT_ACTIVATIONS[slot]}"
+                )
+        if cell != "lstm":
+            for what, value in (("peephole", peephole), ("coupled_gates", coupled_gates)):
+                if value:
+                    _fail(f"{what}=true needs cell=lstm, got cell={cell}")
+            if forget_bias != 0:
+                _fail(f"forget_bias={forget_bias} needs cell=lstm (a {cell} has no forget gate); use 0")
+        elif coupled_gates and forget_bias != 0:
+            _fail(f"forget_bias={forget_bias} needs a forget gate, which coupled_gates=true removes; use 0")
+        if init == "irnn" and cell != "rnn":
+            _fail(f"init=irnn needs cell=rnn, got cell={cell}; choose one of: default, orthogonal")
+
+        slots = {slot: requested[slot] or DEFAULT_ACTIVATIONS[slot] for slot in requested}
+        activations = {slot: self._activation(slot, slots[slot], negative_slope) for slot in SLOTS[cell]}
+
+        reason = _why_not_fusable(cell, slots, peephole, coupled_gates)
+        if impl == "fused" and reason is not None:
+            _fail(f"impl=fused is not possible: {reason}; use impl=auto or impl=custom")
+        self.impl_used = "fused" if reason is None and impl != "custom" else "custom"
+
+        self.cell_type = cell
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.dropout = float(dropout)
+        self.activation_names = {slot: slots[slot] for slot in SLOTS[cell]}
+
+        layers = []
+        for index in range(num_layers):
+            layer_input = input_size if index == 0 else hidden_size
+            if cell == "lstm":
+                unit = LSTMCell(layer_input, hidden_size, peephole=peephole, coupled_gates=coupled_gates,
+                                init=init, forget_bias=float(forget_bias), **activations)
+            elif cell == "gru":
+                unit = GRUCell(layer_input, hidden_size, init=init, **activations)
+            else:
+                unit = RNNCell(layer_input, hidden_size, init=init, **activations)
+            layers.append(RecurrentLayer(unit))
+        self.layers = nn.ModuleList(layers)
+
+    @staticmethod
+    def _activation(slot: str, name: str, negative_slope: float) -> Activation:
+        try:
+            return resolve_activation(name, negative_slope)
+        except ValueError as error:
+            raise ValueError(f"activation.{slot}: {error}") from None
+
+    @property
+    def cells(self) -> list[RecurrentCell]:
+        return [layer.cell for layer in self.layers]
+
+    def reset_parameters(self) -> None:
+        for cell in self.cells:
+            cell.reset_parameters()
+
+    def forward(self, x: Tensor, return_steps: bool = False):
+        """x (B, T, I) -> out (B, T, H); with return_steps also the last layer's h_t list.
+
+        The steps are the very tensors that feed the next time step, so
+        `torch.autograd.grad(loss, steps)` gives the total dL/dh_t. They always come from
+        the custom path (on the same parameters), since the fused kernels do not expose them.
+        """
+        if x.dim() != 3 or x.shape[2] != self.input_size or x.shape[1] == 0:
+            _fail(f"expected input (batch, time>0, {self.input_size}), got shape {tuple(x.shape)}")
+        if return_steps:
+            return self._forward_custom(x)
+        if self.impl_used == "fused":
+            return self._forward_fused(x)
+        return self._forward_custom(x)[0]
+
+    def _forward_custom(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        seq = x.transpose(0, 1)  # (B, T, I) -> (T, B, I), time-major for unbind
+        last = self.num_layers - 1
+        for index, layer in enumerate(self.layers):
+            hs, _ = layer(seq)
+            if index < last:
+                seq = torch.stack(hs, 0)  # T x (B, H) -> (T, B, H)
+                seq = F.dropout(seq, self.dropout, self.training)
+        return torch.stack(hs, 1), hs  # T x (B, H) -> (B, T, H)
+
+    def fused_weights(self) -> list[Tensor]:
+        """The parameters in the flat order torch's fused kernels take: per layer w_ih, w_hh, b_ih, b_hh."""
+        return [p for cell in self.cells for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
+
+    def _forward_fused(self, x: Tensor) -> Tensor:
+        h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
+        # Positional tail: has_biases, num_layers, dropout, train, bidirectional, batch_first.
+        flags = (True, self.num_layers, self.dropout, self.training, False, True)
+        weights = self.fused_weights()
+        if self.cell_type == "lstm":
+            out, _, _ = torch.lstm(x, (h0, h0), weights, *flags)
+        elif self.cell_type == "gru":
+            out, _ = torch.gru(x, h0, weights, *flags)
+        elif self.activation_names["candidate"] == "relu":
+            out, _ = torch.rnn_relu(x, h0, weights, *flags)
+        else:
+            out, _ = torch.rnn_tanh(x, h0, weights, *flags)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"cell={self.cell_type}, dropout={self.dropout}, impl_used={self.impl_used}"
+
+
+# --------------------------------------------------------------------------- config
+
+
+def build_stack(model_cfg: Any, input_size: int) -> RecurrentStack:
+    """A RecurrentStack from `cfg.model` (DictConfig or dataclass, read by attribute).
+
+    Keys other than `cell` and `hidden_size` may be absent and then take their defaults;
+    every bad value raises a one-line ValueError.
+    """
+    missing = object()
+
+    def read(source: Any, key: str, default: Any) -> Any:
+        value = getattr(source, key, missing) if source is not None else missing
+        return default if value is missing else value
+
+    for key in ("cell", "hidden_size"):
+        if read(model_cfg, key, missing) is missing:
+            _fail(f"model.{key} is missing")
+    activation = read(model_cfg, "activation", None)
+    slope = read(activation, "negative_slope", None)
+    return RecurrentStack(
+        cell=model_cfg.cell,
+        input_size=input_size,
+        hidden_size=model_cfg.hidden_size,
+        num_layers=read(model_cfg, "num_layers", 1),
+        dropout=read(model_cfg, "dropout", 0.0),
+        gate=read(activation, "gate", None),
+        candidate=read(activation, "candidate", None),
+        output=read(activation, "output", None),
+        negative_slope=DEFAULT_NEGATIVE_SLOPE if slope is None else slope,
+        forget_bias=read(model_cfg, "forget_bias", 0.0),
+        peephole=read(model_cfg, "peephole", False),
+        coupled_gates=read(model_cfg, "coupled_gates", False),
+        init=read(model_cfg, "init", "default"),
+        impl=read(model_cfg, "impl", "auto"),
+    )

@@ -1,0 +1,243 @@
+"""The `actstudy` command: run, sweep, report, list.
+
+`run` and `sweep` check every configuration they mean with Hydra's compose API first (so a typo costs a
+second, not a half-finished sweep), then hand the overrides verbatim to a `@hydra.main` function, which
+gives users every standard Hydra override, launchers and sweep directories included.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from actstudy.config import ConfigError, check_buildable, compose, expand_overrides
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Activation-function studies on recurrent networks: train, sweep and report.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+_results: list[dict] = []  # summaries of the runs trained in this process (sequential launcher)
+
+OVERRIDES_HELP = "Hydra overrides, e.g. model=gru model.activation.candidate=relu task.seq_len=100 seed=1"
+
+
+def fail(message: str) -> None:
+    """Bad input: one line, exit code 2, no traceback."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+# ------------------------------------------------------------------------------------------ hydra
+
+
+def _hydra_main():
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from actstudy.train import run_experiment
+
+    @hydra.main(version_base="1.3", config_path="pkg://actstudy.conf", config_name="config")
+    def main(cfg) -> None:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        _results.append(run_experiment(cfg, run_dir))
+
+    return main
+
+
+def _launch(overrides: list[str], multirun: bool) -> None:
+    from actstudy.config import register_configs
+
+    register_configs()
+    argv = sys.argv
+    sys.argv = ["actstudy", *overrides, *(["--multirun"] if multirun else [])]
+    try:
+        _hydra_main()()
+    finally:
+        sys.argv = argv
+
+
+def _preflight(overrides: list[str], quiet: bool, dir_key: str) -> tuple[list[list[str]], list[str]]:
+    """Compose and check every run the overrides mean; pin the output directory so we know where it is."""
+    try:
+        jobs = list(expand_overrides(overrides))
+        for job in jobs:
+            check_buildable(compose(job))
+        if not any(o.startswith(f"{dir_key}=") for o in overrides):
+            hydra_cfg = compose(jobs[0], with_hydra=True).hydra
+            where = hydra_cfg.run.dir if dir_key == "hydra.run.dir" else hydra_cfg.sweep.dir
+            overrides = [*overrides, f"{dir_key}={where}"]
+    except ConfigError as err:
+        fail(str(err))
+    if quiet:
+        overrides = [*overrides, "quiet=true"]
+    return jobs, overrides
+
+
+def _override_value(overrides: list[str], key: str) -> str:
+    return next(o.split("=", 1)[1] for o in reversed(overrides) if o.startswith(f"{key}="))
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Examples:  actstudy run  ·  actstudy run model=gru model.activation.candidate=relu  ·  "
+    "actstudy run task=mnist1d model=gru train.epochs=40 --quiet",
+)
+def run(
+    overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (same as quiet=true)."),
+) -> None:
+    """Train one experiment and write its run directory (config, metrics.csv, grad_by_step.csv, summary.json).
+
+    With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores.
+    """
+    overrides = list(overrides or [])
+    try:
+        jobs = list(expand_overrides(overrides))
+    except ConfigError as err:
+        fail(str(err))
+    if len(jobs) > 1:
+        fail(f"these overrides mean {len(jobs)} runs; use `actstudy sweep` for a sweep: {' '.join(overrides)}")
+    _, overrides = _preflight(overrides, quiet, "hydra.run.dir")
+    _launch(overrides, multirun=False)
+    if not _results:
+        raise typer.Exit(1)
+    summary = _results[-1]
+    _print_run(summary)
+    if summary["status"] == "failed":
+        raise typer.Exit(1)
+
+
+def _print_run(s: dict) -> None:
+    where = s.get("run_dir", "?")
+    if s["status"] == "failed":
+        err_console.print(f"[bold red]failed:[/] {s.get('error')}  (traceback in {where}/error.txt)")
+        return
+    name = s["metric_name"]
+    colour = "green" if s["status"] == "completed" else "yellow"
+    console.print(
+        f"[bold {colour}]{s['status']}[/]  test loss {_fmt(s['test']['loss'])} (baseline {_fmt(s['baseline']['loss'])})"
+        f"  test {name} {_fmt(s['test']['metric'])} (baseline {_fmt(s['baseline']['metric'])})"
+        f"  best epoch {s['best_epoch']}  {s['wall_seconds']:.0f}s  [{s['impl']}]\n  run directory: {where}",
+        highlight=False, soft_wrap=True,
+    )
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Example:  actstudy sweep model=lstm,gru model.activation.candidate=tanh,relu seed=0,1,2  "
+    "then  actstudy report outputs/sweeps/<date>",
+)
+def sweep(
+    overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + "; comma lists and range() sweep",
+                                                    show_default=False),
+    quiet: bool = typer.Option(True, "--quiet/--progress", help="Hide (default) or show each run's progress bar."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the runs this sweep means."),
+) -> None:
+    """Run a Hydra multirun: every combination of the comma-separated values, one run directory each.
+
+    Runs go under one sweep directory (outputs/sweeps/<date>/<job number>), or hydra.sweep.dir=...; launchers are Hydra's (hydra/launcher=...). A run that fails or diverges is recorded and the sweep goes on.
+    """
+    overrides = list(overrides or [])
+    jobs, overrides = _preflight(overrides, quiet, "hydra.sweep.dir")
+    sweep_dir = Path(_override_value(overrides, "hydra.sweep.dir"))
+    if dry_run:
+        console.print(f"{len(jobs)} runs into {sweep_dir}")
+        for i, job in enumerate(jobs):
+            console.print(f"  #{i}: {' '.join(job)}", highlight=False)
+        return
+    console.print(f"sweep of {len(jobs)} runs into {sweep_dir}", highlight=False)
+    _launch(overrides, multirun=True)
+    summaries = _read_summaries(sweep_dir)
+    counts = {status: 0 for status in ("completed", "diverged", "failed", "running")}
+    for s in summaries:
+        counts[s.get("status", "failed")] = counts.get(s.get("status", "failed"), 0) + 1
+    table = Table(title=f"sweep {sweep_dir}")
+    for status in counts:
+        table.add_column(status)
+    table.add_row(*(str(n) for n in counts.values()))
+    console.print(table)
+    console.print(f"report it with: actstudy report {sweep_dir}", highlight=False)
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+def _read_summaries(sweep_dir: Path) -> list[dict]:
+    import json
+
+    found = []
+    for path in sorted(sweep_dir.glob("**/summary.json")):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            found.append({"status": "failed", "run_dir": str(path.parent)})
+    return found
+
+
+@app.command(epilog="Example:  actstudy report outputs/sweeps/2026-11-22_10-00-00 --out paper/figures")
+def report(
+    dirs: List[Path] = typer.Argument(..., help="Run or sweep directories; every run below them is read."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default: FIRST_DIR/report)."),
+) -> None:
+    """Tables and plots over every run below DIRS: accuracy, overfitting gap, gradient vanishing, over seeds.
+
+    Runs that differ only in `seed` are grouped: mean ± std over seeds, beside the task's baseline.
+    """
+    from actstudy.report import ReportError, write_report
+
+    try:
+        result = write_report(list(dirs), out, console)
+    except ReportError as err:
+        fail(str(err))
+    console.print(f"report written to {result.out_dir}", highlight=False)
+
+
+@app.command(name="list")
+def list_choices() -> None:
+    """List the cells, activations, tasks and optimizers that configs can name.
+
+    Example:  actstudy list
+    """
+    from actstudy.activations import ACTIVATIONS
+    from actstudy.config import CELLS, OPTIMIZERS
+    from actstudy.tasks import TASKS
+
+    sections = [
+        ("cells (model=...)", CELLS),
+        ("activations (model.activation.gate|candidate|output=...)",
+         {name: a.description for name, a in ACTIVATIONS.items()}),
+        ("tasks (task=...)", {name: _describe(entry) for name, entry in TASKS.items()}),
+        ("optimizers (optim=...)", OPTIMIZERS),
+    ]
+    for title, entries in sections:
+        table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+        table.add_column(style="bold cyan")
+        table.add_column()
+        for name, text in entries.items():
+            table.add_row(name, text)
+        console.print(table)
+        console.print()
+
+
+def _describe(entry) -> str:
+    return entry if isinstance(entry, str) else getattr(entry, "description", str(entry))
+
+
+def main() -> None:  # `python -m actstudy`
+    app()

@@ -1,0 +1,218 @@
+"""The experiment's configuration: its schema, how it is composed, and how it is checked.
+
+The schema (dataclasses below) is registered with Hydra as `base_config`, so types are checked while Hydra
+composes; `validate` then checks choices and ranges. Every problem becomes a `ConfigError` whose message is
+one line naming the bad value and what would be valid: the CLI prints it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+CONFIG_MODULE = "actstudy.conf"  # conf/ ships inside the package under this name (pyproject.toml)
+
+CELLS = {
+    "lstm": "long short-term memory: gates i, f, o; candidate g; output activation on c_t",
+    "gru": "gated recurrent unit: gates r, z; candidate h~ (torch.nn.GRU form)",
+    "rnn": "vanilla (Elman) RNN: h_t = candidate(W x_t + U h_t-1 + b); init=irnn gives the IRNN",
+}
+INITS = ("default", "orthogonal", "irnn")
+IMPLS = ("auto", "fused", "custom")
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = {
+    "adam": "Adam (Kingma & Ba 2015)",
+    "rmsprop": "RMSProp, as in Arjovsky et al. 2016 for the adding and copy tasks",
+    "sgd": "stochastic gradient descent with optional momentum",
+}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; its message is one line for the user."""
+
+
+@dataclass
+class ActivationConfig:
+    gate: str = "sigmoid"
+    candidate: str = "tanh"
+    output: str = "tanh"
+    negative_slope: float = 0.01  # leaky_relu's slope, wherever it is used
+
+
+@dataclass
+class ModelConfig:
+    cell: str = "lstm"
+    hidden_size: int = 64
+    num_layers: int = 1
+    dropout: float = 0.0
+    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    forget_bias: float = 0.0
+    peephole: bool = False
+    coupled_gates: bool = False
+    init: str = "default"
+    impl: str = "auto"
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    clip_grad: Optional[float] = 1.0
+    probe_every: int = 5
+    probe_size: int = 128
+    eval_batch_size: int = 1000
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: Any = MISSING  # each task module checks its own keys (actstudy/tasks)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "auto"
+    threads: Optional[int] = None
+    quiet: bool = False
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _choice(key: str, value: Any, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def _at_least(key: str, value: Any, low: float, what: str = "") -> None:
+    if value is None or value < low:
+        raise ConfigError(f"{key}={value} is out of range: must be {what or '>= ' + str(low)}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check choices and ranges that types alone do not catch (the task checks its own keys)."""
+    from actstudy.activations import ACTIVATIONS
+
+    m = cfg.model
+    _choice("model.cell", m.cell, list(CELLS))
+    for slot in ("gate", "candidate", "output"):
+        _choice(f"model.activation.{slot}", m.activation[slot], list(ACTIVATIONS))
+    _at_least("model.hidden_size", m.hidden_size, 1)
+    _at_least("model.num_layers", m.num_layers, 1)
+    if not 0.0 <= m.dropout < 1.0:
+        raise ConfigError(f"model.dropout={m.dropout} is out of range: must be in [0, 1)")
+    _choice("model.init", m.init, INITS)
+    _choice("model.impl", m.impl, IMPLS)
+    _choice("optim.name", cfg.optim.name, list(OPTIMIZERS))
+    if not cfg.optim.lr > 0:
+        raise ConfigError(f"optim.lr={cfg.optim.lr} is out of range: must be > 0")
+    _at_least("optim.weight_decay", cfg.optim.weight_decay, 0)
+    _at_least("optim.momentum", cfg.optim.momentum, 0)
+    t = cfg.train
+    _at_least("train.epochs", t.epochs, 1)
+    _at_least("train.batch_size", t.batch_size, 1)
+    _at_least("train.probe_every", t.probe_every, 1)
+    _at_least("train.probe_size", t.probe_size, 1)
+    _at_least("train.eval_batch_size", t.eval_batch_size, 1)
+    if t.clip_grad is not None and not t.clip_grad > 0:
+        raise ConfigError(f"train.clip_grad={t.clip_grad} is out of range: must be > 0, or null for no clipping")
+    _choice("device", cfg.device, DEVICES)
+    if cfg.threads is not None:
+        _at_least("threads", cfg.threads, 1, f">= 1 and at most the {os.cpu_count()} cores here")
+    _at_least("seed", cfg.seed, 0)
+
+
+def check_buildable(cfg: DictConfig) -> None:
+    """Validate, then let the task and the model check their own keys without generating any data."""
+    from actstudy.cells import build_stack
+    from actstudy.tasks import check_task_config
+
+    validate(cfg)
+    try:
+        check_task_config(cfg.task)
+        build_stack(cfg.model, input_size=1)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err).splitlines()[0]) from None
+
+
+# ------------------------------------------------------------------------------------ composing configs
+
+
+def one_line(err: BaseException) -> str:
+    """Turn a Hydra / OmegaConf composition error into one line naming the bad value and the choices."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    seen = err
+    while seen is not None:
+        if isinstance(seen, MissingConfigException) and seen.missing_cfg_file and seen.options:
+            group, _, name = str(seen.missing_cfg_file).rpartition("/")
+            return f"unknown {group or 'config'} {name!r}; choose one of: {', '.join(sorted(seen.options))}"
+        if isinstance(seen, OmegaConfBaseException) and getattr(seen, "full_key", None):
+            reason = str(seen).splitlines()[0]
+            return f"{seen.full_key}: {reason}"
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def expand_overrides(overrides: list[str]) -> Iterator[list[str]]:
+    """Yield one plain override list per job of a Hydra multirun (comma lists, range(), choice())."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    axes = []
+    for ov in parsed:
+        if ov.is_sweep_override():
+            if ov.is_interval_sweep():
+                raise ConfigError(f"{ov.input_line}: interval sweeps need an optimizing sweeper (hydra/sweeper=optuna)")
+            key = ov.get_key_element()
+            axes.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+        else:
+            axes.append([ov.input_line])
+    for combo in itertools.product(*axes):
+        yield list(combo)
+
+
+def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """Compose one run's config with Hydra's compose API, raising ConfigError on any problem."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            return hydra_compose("config", overrides=overrides, return_hydra_config=with_hydra)
+    except ConfigError:
+        raise
+    except Exception as err:  # Hydra and OmegaConf raise many types; the user needs one line
+        raise ConfigError(one_line(err)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def plain(cfg: DictConfig) -> dict:
+    """The run's resolved config as plain containers, without Hydra's own node."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.pop("hydra", None)
+    return data

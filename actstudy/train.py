@@ -1,0 +1,293 @@
+"""Train one experiment and write its run directory.
+
+The trainer knows tasks and models only through their contracts (docs/architecture.md): it never looks
+inside a cell. Everything it measures lands in the run directory, which is all the report reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import time
+import traceback
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from actstudy.config import plain
+from actstudy.model import SequenceModel, count_parameters
+from actstudy.tasks import build_task
+
+log = logging.getLogger("actstudy")
+
+METRIC_COLUMNS = [
+    "epoch", "train_loss", "train_metric", "val_loss", "val_metric",
+    "gap_loss", "gap_metric", "grad_norm", "seconds",
+]
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    lines = [",".join(columns)]
+    for row in rows:
+        lines.append(",".join(_fmt(row[c]) for c in columns))
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return repr(value)  # shortest exact round-trip: identical runs give identical files
+    return str(value)
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def _finite_or_none(value):
+    return value if value is None or math.isfinite(value) else None
+
+
+# -------------------------------------------------------------------------------------------- set-up
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but no CUDA device is available here; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def prepare_torch(cfg: DictConfig) -> int:
+    """Fix threads and flush denormals (reference.md §5: each is worth 5-80x in wall time here)."""
+    threads = cfg.threads or usable_cores()
+    torch.set_num_threads(threads)
+    # Gradients that vanish through time become subnormal floats, and x86 arithmetic on them is very slow.
+    torch.set_flush_denormal(True)
+    torch.manual_seed(cfg.seed)
+    return threads
+
+
+def build_optimizer(optim_cfg, params) -> torch.optim.Optimizer:
+    name, lr, wd = optim_cfg.name, optim_cfg.lr, optim_cfg.weight_decay
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=optim_cfg.momentum)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=optim_cfg.momentum)
+    raise ValueError(f"optim.name={name!r} is not valid; choose one of: adam, rmsprop, sgd")
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+
+@torch.no_grad()
+def evaluate(model, task, x: torch.Tensor, y: torch.Tensor, batch_size: int, device) -> tuple[float, float]:
+    """Loss and metric over a whole split, in eval mode (no dropout)."""
+    model.eval()
+    preds = [model(xb.to(device)).cpu() for xb in x.split(batch_size)]
+    pred = torch.cat(preds)
+    return float(task.loss(pred, y)), float(task.metric(pred, y))
+
+
+def grad_norm_by_step(model, task, x: torch.Tensor, y: torch.Tensor, device) -> list[float]:
+    """‖∂L/∂h_t‖ for every step t of the last layer's hidden state, on a fixed probe batch.
+
+    The steps come back from the model as the very tensors the recurrence consumes, so the gradient
+    autograd gives for each is the total derivative through all later steps (Arjovsky et al. 2016).
+    """
+    model.eval()
+    pred, steps = model(x.to(device), return_steps=True)
+    loss = task.loss(pred.cpu(), y)
+    grads = torch.autograd.grad(loss, steps, allow_unused=True)
+    return [0.0 if g is None else float(g.norm()) for g in grads]
+
+
+def vanishing_ratio(profile: list[float]) -> float | None:
+    """log10(‖∂L/∂h_1‖ / ‖∂L/∂h_T‖): strongly negative when gradients vanish going back in time."""
+    first, last = profile[0], profile[-1]
+    if first > 0 and last > 0 and math.isfinite(first) and math.isfinite(last):
+        return math.log10(first / last)
+    return None
+
+
+# ----------------------------------------------------------------------------------------- the run
+
+
+class Progress:
+    """A rich progress bar (epoch, loss, metric, ETA), or nothing when quiet."""
+
+    def __init__(self, quiet: bool, epochs: int, title: str):
+        self.bar = None
+        if quiet:
+            return
+        from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+        self.bar = RichProgress(
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
+            TextColumn("epoch {task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
+            TextColumn("ETA"), TimeRemainingColumn(),
+            transient=False,
+        )
+        self.task = self.bar.add_task(title, total=epochs, stats="")
+        self.bar.start()
+
+    def update(self, epoch: int, stats: str) -> None:
+        if self.bar:
+            self.bar.update(self.task, completed=epoch, stats=stats)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train, measure and write one run directory. Never raises: failures are recorded as status 'failed'."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain(cfg))))
+    summary: dict = {"status": "running", "run_dir": str(run_dir)}
+    write_json(run_dir / "summary.json", summary)
+    try:
+        summary = _train(cfg, run_dir, started)
+    except Exception as err:  # a sweep must go on: record the failure where the report will find it
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        log.error("run failed: %s", err)
+        summary = {
+            "status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0],
+            "wall_seconds": time.time() - started, "run_dir": str(run_dir),
+        }
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
+    threads = prepare_torch(cfg)
+    device = pick_device(cfg.device)
+    data_seed = cfg.task.get("data_seed")
+    task = build_task(cfg.task, cfg.seed if data_seed is None else data_seed)
+    torch.manual_seed(cfg.seed)  # the model's initialisation does not depend on how the data was made
+    model = SequenceModel(cfg.model, task.input_size, task.output_size, task.per_step).to(device)
+    optimizer = build_optimizer(cfg.optim, model.parameters())
+    params = count_parameters(model)
+    log.info("task: %s", task.describe())
+    log.info("model: %s, %d parameters, %s path, %d threads, %s", cfg.model.cell, params, model.impl_used, threads, device)
+
+    x_train, y_train = task.splits["train"]
+    x_val, y_val = task.splits["val"]
+    probe_x, probe_y = x_val[: cfg.train.probe_size], y_val[: cfg.train.probe_size]
+    order = torch.Generator().manual_seed(cfg.seed)  # data order, independent of everything else
+    epochs, batch_size = cfg.train.epochs, cfg.train.batch_size
+    eval_bs = cfg.train.eval_batch_size
+
+    clip = cfg.train.clip_grad if cfg.train.clip_grad is not None else math.inf  # inf: measure, don't clip
+    metrics: list[dict] = []
+    grad_rows: list[dict] = []
+
+    def probe(epoch: int) -> None:
+        profile = grad_norm_by_step(model, task, probe_x, probe_y, device)
+        grad_rows.extend({"epoch": epoch, "t": t + 1, "grad_norm": g} for t, g in enumerate(profile))
+        write_csv(run_dir / "grad_by_step.csv", ["epoch", "t", "grad_norm"], grad_rows)
+
+    write_csv(run_dir / "metrics.csv", METRIC_COLUMNS, metrics)  # a run that diverges at once still has one
+    probe(0)
+    best = {"epoch": 0, "val_loss": math.inf, "state": copy.deepcopy(model.state_dict())}
+    status = "completed"
+    progress = Progress(cfg.quiet, epochs, f"{task.name} {cfg.model.cell}")
+    try:
+        for epoch in range(1, epochs + 1):
+            tick = time.perf_counter()
+            model.train()
+            norms = []
+            for idx in torch.randperm(len(x_train), generator=order).split(batch_size):
+                xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+                loss = task.loss(model(xb), yb)
+                if not torch.isfinite(loss):
+                    raise Diverged(f"loss became {loss.item()} in epoch {epoch}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))
+                optimizer.step()
+            train_loss, train_metric = evaluate(model, task, x_train, y_train, eval_bs, device)
+            val_loss, val_metric = evaluate(model, task, x_val, y_val, eval_bs, device)
+            if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                raise Diverged(f"evaluation loss became non-finite in epoch {epoch}")
+            seconds = time.perf_counter() - tick
+            metrics.append({
+                "epoch": epoch, "train_loss": train_loss, "train_metric": train_metric,
+                "val_loss": val_loss, "val_metric": val_metric,
+                "gap_loss": val_loss - train_loss, "gap_metric": train_metric - val_metric,
+                "grad_norm": sum(norms) / len(norms), "seconds": seconds,
+            })
+            write_csv(run_dir / "metrics.csv", METRIC_COLUMNS, metrics)
+            if epoch == 1 or epoch == epochs or epoch % cfg.train.probe_every == 0:
+                probe(epoch)
+            if val_loss < best["val_loss"]:
+                best = {"epoch": epoch, "val_loss": val_loss, "state": copy.deepcopy(model.state_dict())}
+            log.info("epoch %d: train loss %.5f, val loss %.5f, val %s %.4f, %.2fs",
+                     epoch, train_loss, val_loss, task.metric_name, val_metric, seconds)
+            progress.update(epoch, f"loss {train_loss:.4f}  val {task.metric_name} {val_metric:.3f}")
+    except Diverged as why:
+        status = "diverged"
+        log.warning("diverged: %s; keeping the metrics of the last good epoch", why)
+    finally:
+        progress.close()
+
+    x_test, y_test = task.splits["test"]
+    last = evaluate(model, task, x_test, y_test, eval_bs, device) if status == "completed" else (None, None)
+    model.load_state_dict(best["state"])
+    test = evaluate(model, task, x_test, y_test, eval_bs, device) if metrics else (None, None)
+    last_profile = [r["grad_norm"] for r in grad_rows if r["epoch"] == grad_rows[-1]["epoch"]]
+    summary = {
+        "status": status,
+        "test": {"loss": _finite_or_none(test[0]), "metric": _finite_or_none(test[1])},
+        "test_last": {"loss": last[0], "metric": last[1]},
+        "baseline": dict(task.baseline),
+        "metric_name": task.metric_name,
+        "best_epoch": best["epoch"] if metrics else None,
+        "epochs_completed": len(metrics),
+        "wall_seconds": time.time() - started,
+        "params": params,
+        "impl": model.impl_used,
+        "threads": threads,
+        "device": str(device),
+        "vanishing_ratio": vanishing_ratio(last_profile),
+        "run_dir": str(run_dir),
+    }
+    log.info("test (best epoch %s): loss %s, %s %s; baseline loss %.4f, %s %.4f",
+             summary["best_epoch"], test[0], task.metric_name, test[1],
+             task.baseline["loss"], task.metric_name, task.baseline["metric"])
+    return summary
