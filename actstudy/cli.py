@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from actstudy.config import ConfigError, check_buildable, compose, expand_overrides
+from actstudy.config import ConfigError, check_buildable, compose, config_dir, expand_overrides
 
 app = typer.Typer(
     add_completion=False,
@@ -46,7 +46,7 @@ def _hydra_main():
 
     from actstudy.train import run_experiment
 
-    @hydra.main(version_base="1.3", config_path="pkg://actstudy.conf", config_name="config")
+    @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
     def main(cfg) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         _results.append(run_experiment(cfg, run_dir))

@@ -7,15 +7,26 @@ one line naming the bad value and what would be valid: the CLI prints it and exi
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-CONFIG_MODULE = "actstudy.conf"  # conf/ ships inside the package under this name (pyproject.toml)
+
+
+def config_dir() -> str:
+    """Where the Hydra config groups are: conf/ beside the package in a source checkout (editable
+    install), else the copy a regular install ships inside the package as `actstudy.conf` (pyproject.toml).
+    Reading the checkout's own conf/ first keeps a second checkout from using another one's configs."""
+    beside = Path(__file__).resolve().parent.parent / "conf"
+    if (beside / "config.yaml").is_file():
+        return str(beside)
+    return str(importlib.resources.files("actstudy.conf"))
 
 CELLS = {
     "lstm": "long short-term memory: gates i, f, o; candidate g; output activation on c_t",
@@ -195,13 +206,13 @@ def expand_overrides(overrides: list[str]) -> Iterator[list[str]]:
 def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     """Compose one run's config with Hydra's compose API, raising ConfigError on any problem."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     register_configs()
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             return hydra_compose("config", overrides=overrides, return_hydra_config=with_hydra)
     except ConfigError:
         raise
