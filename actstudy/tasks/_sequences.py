@@ -52,7 +52,7 @@ class SequenceDataConfig:
 
 def check_common(config) -> None:
     """Choices and ranges the dataclass types do not capture."""
-    if config.target not in TARGETS:
+    if getattr(config, "target", "auto") not in TARGETS:
         raise TaskConfigError(f"task.target={config.target!r} is not valid; choose one of: {', '.join(TARGETS)}")
     for spec in dataclasses.fields(config):
         if spec.metadata.get("fraction"):
@@ -206,9 +206,10 @@ def _fill_splits(raw: RawData, config, data_seed: int, stratify: bool) -> dict[s
     """Carve test (with a fixed seed, so every run tests on the same sequences) and val (with the data
     seed) out of train when the source does not define them."""
     splits = dict(raw.splits)
-    for split, fraction, seed in (("test", config.test_fraction, 0), ("val", config.val_fraction, data_seed)):
+    for split, seed in (("test", 0), ("val", data_seed)):
         if split in splits:
             continue
+        fraction = getattr(config, f"{split}_fraction")
         xs, y = splits["train"]
         labels = y if stratify and y.ndim == 1 else None
         kept, carved = carve(len(xs), fraction, split_rng(seed, split), labels)
@@ -228,8 +229,8 @@ def prepare(raw: RawData, config, data_seed: int, vocab_size: Optional[int] = No
         _fail(raw.source, f"splits must be train, val, test (train required), got {sorted(raw.splits)}")
     for split, (xs, y) in raw.splits.items():
         _check_sequences(raw, split, xs, np.asarray(y))
-    target, note = _infer_target(raw, config.target)
-    notes = list(raw.notes) + ([note] if note else [])
+    target, note = _infer_target(raw, getattr(config, "target", "auto"))
+    notes = list(raw.notes) + ([note] if note and hasattr(config, "target") else [])
 
     ys_raw = {split: np.asarray(y) for split, (_, y) in raw.splits.items()}
     classes = None
