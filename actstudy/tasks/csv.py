@@ -50,8 +50,10 @@ def read_csv(config: CsvConfig) -> RawData:
     if not Path(source).is_file():
         raise DataError(f"{source}: no such file (task.path)")
     try:
-        # round_trip: the decimal text is parsed to the nearest float, as NumPy would store it.
-        table = pd.read_csv(source, float_precision="round_trip")
+        # Decimal text must parse to the nearest float, as NumPy stores it: pandas 3 does so by default
+        # (and deprecates the option); older pandas needs float_precision="round_trip".
+        exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+        table = pd.read_csv(source, **exact)
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
         raise DataError(f"{source}: not a readable CSV file ({' '.join(str(err).split())[:120]})") from None
     if table.empty:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +85,12 @@ def read_npz(path: str, tokens: bool) -> RawData:
     source = path
     if not Path(path).is_file():
         raise DataError(f"{source}: no such file (task.path)")
+    if not zipfile.is_zipfile(path):  # never hand anything but an .npz archive to np.load, which may unpickle
+        raise DataError(f"{source}: not a readable .npz file (not a zip archive; save it with numpy.savez)")
     try:
-        with np.load(path, allow_pickle=True) as archive:
+        with np.load(path, allow_pickle=True) as archive:  # object arrays of variable-length sequences are pickled
             arrays = {name.lower(): archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError) as err:
         raise DataError(f"{source}: not a readable .npz file ({' '.join(str(err).split())[:120]})") from None
     known = {"x", "y", "lengths", "split"} | {f"{a}_{s}" for a in ("x", "y", "lengths") for s in SPLITS}
     unknown = sorted(set(arrays) - known)
