@@ -291,15 +291,19 @@ def test_csv_rows_in_any_order_within_a_sequence_and_named_columns(tmp_path):
     shuffled = table.iloc[::-1].rename(columns={"id": "who", "t": "when", "label": "kind"})
     shuffled.insert(0, "note", "x")  # a text column that is not a feature
     shuffled.to_csv(tmp_path / "e.csv", index=False)
-    base = build_task({"name": "csv", "path": str(tmp_path / "d.csv")}, seed=0)
+    base = build_task({"name": "csv", "path": str(tmp_path / "d.csv"), "standardize": False}, seed=0)
     other = build_task({"name": "csv", "path": str(tmp_path / "e.csv"), "id_column": "who", "time_column": "when",
-                        "label_column": "kind", "feature_columns": ["f0", "f1", "f2"]}, seed=0)
+                        "label_column": "kind", "feature_columns": ["f0", "f1", "f2"], "standardize": False}, seed=0)
     # Reversed rows reverse the order of sequences, so compare as sets of (sequence, label) pairs.
     def pairs(task):
         x, y = torch.cat([task.splits[s][0] for s in ("train", "val", "test")]), \
             torch.cat([task.splits[s][1] for s in ("train", "val", "test")])
         return sorted((tuple(np.round(row.flatten().tolist(), 3)), int(label)) for row, label in zip(x, y))
-    assert len(pairs(base)) == len(pairs(other)) == 30
+    assert len(pairs(base)) == 30 and pairs(base) == pairs(other)
+    total = max(len(seq) for seq in xs)
+    original = sorted((tuple(np.round(np.pad(seq, ((0, total - len(seq)), (0, 0))).flatten().tolist(), 3)), int(label))
+                      for seq, label in zip(xs, ys))
+    assert pairs(base) == original  # steps come back in time order, whatever the row order
 
 
 # ---------------------------------------------------------------- built-in real data sets
