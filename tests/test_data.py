@@ -152,26 +152,72 @@ def test_padding_does_not_change_loss_or_gradients(cell, impl):
     torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-6)
 
 
+def per_step_data(count=30, seed=0):
+    """Per-step classes: the sign of feature 0 at each step."""
+    xs, _ = variable_sequences(count=count, seed=seed)
+    return xs, [(seq[:, 0] > 0.5).astype(np.int64) for seq in xs]
+
+
+def test_per_step_targets_from_npz_and_csv_are_the_same_task(tmp_path):
+    xs, ys = per_step_data()
+    np.savez(tmp_path / "p.npz", X=object_array(xs), y=object_array(ys))
+    rows = [{"id": i, "t": t, "f0": float(step[0]), "f1": float(step[1]), "f2": float(step[2]), "label": int(ys[i][t])}
+            for i, seq in enumerate(xs) for t, step in enumerate(seq)]
+    pd.DataFrame(rows).to_csv(tmp_path / "p.csv", index=False)
+    a = build_task({"name": "npz", "path": str(tmp_path / "p.npz"), "per_step": True}, seed=0)
+    b = build_task({"name": "csv", "path": str(tmp_path / "p.csv"), "per_step": True}, seed=0)
+    assert a.per_step and a.output_size == 2
+    for split in ("train", "val", "test"):
+        assert torch.equal(a.splits[split][0], b.splits[split][0]) and torch.equal(a.splits[split][1], b.splits[split][1])
+        assert a.splits[split][1].shape == a.splits[split][0].shape[:2]  # (N, T) targets beside (N, T, F)
+    # The padded layout (N, T) with lengths gives the same task as N arrays of their own lengths.
+    x, lengths = padded(xs)
+    y = np.zeros(x.shape[:2], dtype=np.int64)
+    for i, labels in enumerate(ys):
+        y[i, : len(labels)] = labels
+    np.savez(tmp_path / "q.npz", X=x, y=y, lengths=lengths)
+    c = build_task({"name": "npz", "path": str(tmp_path / "q.npz"), "per_step": True}, seed=0)
+    assert all(torch.equal(a.splits[s][1], c.splits[s][1]) for s in ("train", "val", "test"))
+    np.savez(tmp_path / "bad.npz", X=object_array(xs), y=object_array([labels[:-1] for labels in ys]))
+    with pytest.raises(DataError, match="labels do not match the sequences: train sequence 0"):
+        build_task({"name": "npz", "path": str(tmp_path / "bad.npz"), "per_step": True}, seed=0)
+
+
 def test_padding_does_not_change_per_step_loss(tmp_path):
-    """A per-step task's loss leaves padded steps out: extra padding changes nothing."""
-    xs, _ = variable_sequences(count=10)
-    np.savez(tmp_path / "d.npz", X=object_array(xs), y=np.arange(10) % 2)
-    task = build_task({"name": "npz", "path": str(tmp_path / "d.npz")}, seed=0)
-    task.per_step = True  # reuse its lengths; judge the masking with a per-step CE below
-    task.loss_fn = lambda pred, y: torch.nn.functional.cross_entropy(pred, y)
+    """A per-step task's loss leaves padded steps out: 0 or 50 more padding steps give the same loss."""
+    xs, ys = per_step_data()
+    np.savez(tmp_path / "p.npz", X=object_array(xs), y=object_array(ys))
+    task = build_task({"name": "npz", "path": str(tmp_path / "p.npz"), "per_step": True}, seed=0)
+    x, y = task.splits["train"]
+    lengths = task.lengths["train"]
     model_cfg = OmegaConf.create({"cell": "lstm", "hidden_size": 8})
     losses = []
     for extra in (0, 50):
         torch.manual_seed(0)
-        model = SequenceModel(model_cfg, 3, 4, per_step=True)
-        x, lengths = padded(xs, extra)
-        targets = torch.zeros(x.shape[:2], dtype=torch.int64)
-        for i, seq in enumerate(xs):
-            targets[i, : len(seq)] = torch.arange(len(seq)) % 4
-        targets[:, max(len(s) for s in xs):] = 3  # whatever sits on padded steps must not count
-        pred = model(torch.from_numpy(x), lengths=torch.from_numpy(lengths))
-        losses.append(task.loss(pred, targets, torch.from_numpy(lengths)))
-    torch.testing.assert_close(losses[0], losses[1], rtol=1e-6, atol=1e-6)
+        model = SequenceModel(model_cfg, 3, 2, per_step=True)
+        wider_x = torch.cat([x, torch.zeros(len(x), extra, 3)], 1)
+        wider_y = torch.cat([y, torch.ones(len(y), extra, dtype=torch.int64)], 1)  # junk on padded steps
+        pred = model(wider_x, lengths=lengths)
+        losses.append((task.loss(pred, wider_y, lengths), task.metric(pred, wider_y, lengths)))
+    torch.testing.assert_close(losses[0][0], losses[1][0], rtol=1e-6, atol=1e-6)
+    assert losses[0][1] == losses[1][1]
+    # ... and equals the mean over every real step of every sequence, computed sequence by sequence.
+    torch.manual_seed(0)
+    model = SequenceModel(model_cfg, 3, 2, per_step=True)
+    total = sum(torch.nn.functional.cross_entropy(model(x[i:i + 1, :n])[0], y[i, :n], reduction="sum")
+                for i, n in enumerate(lengths.tolist()))
+    torch.testing.assert_close(losses[0][0], total / lengths.sum(), rtol=1e-5, atol=1e-6)
+
+
+def test_per_step_run_through_the_cli(cli, tmp_path):
+    xs, ys = per_step_data()
+    np.savez(tmp_path / "p.npz", X=object_array(xs), y=object_array(ys))
+    result = cli("run", "task=npz", f"task.path={tmp_path / 'p.npz'}", "task.per_step=true", *SMALL_RUN,
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.exit_code == 0, result.output
+    metrics, grads, summary = read_run(tmp_path / "run")
+    assert summary["status"] == "completed" and len(metrics) == 2
+    assert grads.t.max() == max(len(s) for s in xs)
 
 
 def test_trainer_evaluation_and_gradient_profile_ignore_padding(tmp_path):

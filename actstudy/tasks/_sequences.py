@@ -47,6 +47,7 @@ class SequenceDataConfig:
     standardize: bool = bool_key(True)
     val_fraction: float = fraction_key(0.2)
     test_fraction: float = fraction_key(0.2)
+    per_step: bool = bool_key(False)  # y holds a target for every step instead of one per sequence
     data_seed: Optional[int] = int_key(None, 0, nullable=True, null_means="use the run's seed")
 
 
@@ -72,6 +73,7 @@ class RawData:
     source: str  # the file or data set, for messages
     splits: dict[str, tuple[list[np.ndarray], np.ndarray]]
     tokens: bool = False
+    per_step: bool = False  # y: one (T_i,) array of targets per sequence (an object array or a list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -81,12 +83,13 @@ class PreparedData:
 
     source: str
     xs: dict[str, list[np.ndarray]]  # (T_i, F) float32 or (T_i,) int64
-    ys: dict[str, np.ndarray]  # (N,) int64 class indices or (N, K) float32 targets
+    ys: dict[str, np.ndarray]  # (N,) int64 class indices or (N, K) float32 targets; per step: N such arrays
     target: str  # class | regression
     classes: Optional[np.ndarray]  # the original label of each class index
     num_features: int
     vocab_size: Optional[int]
     notes: list[str]
+    per_step: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -96,7 +99,7 @@ def _fail(source: str, problem: str) -> None:
     raise DataError(f"{source}: {problem}")
 
 
-def _check_sequences(raw: RawData, split: str, xs: list[np.ndarray], y: np.ndarray) -> None:
+def _check_sequences(raw: RawData, split: str, xs: list[np.ndarray], y) -> None:
     source = raw.source
     if len(xs) == 0:
         _fail(source, f"the {split} split is empty (0 sequences)")
@@ -126,9 +129,9 @@ def _check_sequences(raw: RawData, split: str, xs: list[np.ndarray], y: np.ndarr
                               f"({kind} at step {step})")
 
 
-def _infer_target(raw: RawData, requested: str) -> tuple[str, Optional[str]]:
+def _infer_target(raw: RawData, ys: dict[str, np.ndarray], requested: str) -> tuple[str, Optional[str]]:
     """class or regression, and a note saying why when it was inferred."""
-    kinds = {y.dtype.kind for _, y in raw.splits.values()}
+    kinds = {y.dtype.kind for y in ys.values()}
     textual = bool(kinds & set("OUSb"))
     integral = kinds <= set("iu")
     if requested == "regression" and textual:
@@ -198,6 +201,25 @@ def carve(n: int, fraction: float, rng: np.random.Generator, labels: Optional[np
     return kept, np.sort(carved)
 
 
+def _step_targets(raw: RawData, split: str, xs: list[np.ndarray], y) -> np.ndarray:
+    """Per-step targets, one (T_i,) array per sequence, checked and concatenated: (sum T_i,)."""
+    pieces = []
+    for index, (seq, item) in enumerate(zip(xs, y)):
+        piece = np.asarray(item)
+        if piece.ndim != 1 or len(piece) != len(seq):
+            _fail(raw.source, f"labels do not match the sequences: {split} sequence {index} has {len(seq)} steps "
+                              f"but targets of shape {piece.shape} (task.per_step=true needs one per step)")
+        pieces.append(piece)
+    return np.concatenate(pieces)
+
+
+def _unflatten(flat: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
+    """(sum T_i, ...) -> an object array of N pieces (T_i, ...), cut at the sequences' lengths."""
+    out = np.empty(len(xs), dtype=object)
+    out[:] = np.split(flat, np.cumsum([len(seq) for seq in xs])[:-1])
+    return out
+
+
 def _take(xs: list[np.ndarray], y: np.ndarray, index: np.ndarray):
     return [xs[i] for i in index], y[index]
 
@@ -228,20 +250,24 @@ def prepare(raw: RawData, config, data_seed: int, vocab_size: Optional[int] = No
     if extra or "train" not in raw.splits:
         _fail(raw.source, f"splits must be train, val, test (train required), got {sorted(raw.splits)}")
     for split, (xs, y) in raw.splits.items():
-        _check_sequences(raw, split, xs, np.asarray(y))
-    target, note = _infer_target(raw, getattr(config, "target", "auto"))
+        _check_sequences(raw, split, xs, y)
+    if raw.per_step:  # encode the steps' targets as one long array per split, then cut them back apart
+        flat = {split: _step_targets(raw, split, xs, y) for split, (xs, y) in raw.splits.items()}
+    else:
+        flat = {split: np.asarray(y) for split, (_, y) in raw.splits.items()}
+    target, note = _infer_target(raw, flat, getattr(config, "target", "auto"))
     notes = list(raw.notes) + ([note] if note and hasattr(config, "target") else [])
 
-    ys_raw = {split: np.asarray(y) for split, (_, y) in raw.splits.items()}
     classes = None
     if target == "class":
-        ys_raw, classes = _encode_class(raw, ys_raw)
+        flat, classes = _encode_class(raw, flat)
+    else:
+        flat = _encode_regression(raw, flat)
+    ys_raw = {s: _unflatten(flat[s], raw.splits[s][0]) for s in flat} if raw.per_step else flat
     raw = dataclasses.replace(raw, splits={s: (raw.splits[s][0], ys_raw[s]) for s in raw.splits}, notes=notes)
-    splits = _fill_splits(raw, config, data_seed, stratify=target == "class")
+    splits = _fill_splits(raw, config, data_seed, stratify=target == "class" and not raw.per_step)
     xs = {split: splits[split][0] for split in SPLITS}
     ys = {split: splits[split][1] for split in SPLITS}
-    if target == "regression":
-        ys = _encode_regression(raw, ys)
 
     if raw.tokens:
         top = max(int(seq.max()) for split in SPLITS for seq in xs[split])
@@ -263,7 +289,7 @@ def prepare(raw: RawData, config, data_seed: int, vocab_size: Optional[int] = No
     for split in SPLITS:
         if len(xs[split]) == 0:
             _fail(raw.source, f"the {split} split is empty (0 sequences)")
-    return PreparedData(raw.source, xs, ys, target, classes, num_features, vocab_size, notes)
+    return PreparedData(raw.source, xs, ys, target, classes, num_features, vocab_size, notes, raw.per_step)
 
 
 # --------------------------------------------------------------------------------------------- tensors
@@ -309,6 +335,18 @@ def r2_score(pred: torch.Tensor, y: torch.Tensor) -> float:
     return (1.0 - residual / spread).mean().item()
 
 
+def every_step(fn, width: int, target: str):
+    """A sequence-level loss or metric applied to every step: (N, T, O) and (N, T[, 1]) -> (N*T, O), (N*T[, 1]).
+
+    The task's loss has already kept only real steps when there is padding ((M, O), (M[, 1])); reshaping
+    those changes nothing.
+    """
+    def flat(pred: torch.Tensor, y: torch.Tensor):
+        return fn(pred.reshape(-1, width), y.reshape(-1) if target == "class" else y.reshape(-1, width))
+
+    return flat
+
+
 def make_task(name: str, label: str, data: PreparedData, config, data_seed: int,
               embedding_size: int = 16) -> Task:
     """Tensors, loss, metric and the input-blind baseline for prepared data."""
@@ -317,10 +355,15 @@ def make_task(name: str, label: str, data: PreparedData, config, data_seed: int,
     lengths_np = {split: np.array([len(seq) for seq in data.xs[split]]) for split in SPLITS}
     total = max(int(n.max()) for n in lengths_np.values())
     same_length = all((n == total).all() for n in lengths_np.values())
-    splits = {split: (pad(data.xs[split], total), torch.from_numpy(data.ys[split])) for split in SPLITS}
+    if data.per_step:  # targets padded like the inputs: (N, T) classes or (N, T, 1) values
+        splits = {split: (pad(data.xs[split], total), pad(list(data.ys[split]), total)) for split in SPLITS}
+        # The baseline sees every real step of a split as one long list of targets.
+        train_y, test_y = (torch.from_numpy(np.concatenate(list(data.ys[s]))) for s in ("train", "test"))
+    else:
+        splits = {split: (pad(data.xs[split], total), torch.from_numpy(data.ys[split])) for split in SPLITS}
+        train_y, test_y = splits["train"][1], splits["test"][1]
     lengths = {} if same_length else {split: torch.from_numpy(lengths_np[split]).long() for split in SPLITS}
 
-    train_y, test_y = splits["train"][1], splits["test"][1]
     if data.target == "class":
         count = len(data.classes)
         prior = torch.bincount(train_y, minlength=count).double() / len(train_y)
@@ -335,15 +378,18 @@ def make_task(name: str, label: str, data: PreparedData, config, data_seed: int,
         output_size, metric_name, loss_name = train_y.shape[1], "r2", "MSE"
         loss_fn, metric_fn = regression_loss, r2_score
 
+    if data.per_step:  # every step is one prediction: flatten (N, T, O) and the padded targets alike
+        loss_fn, metric_fn = every_step(loss_fn, output_size, data.target), every_step(metric_fn, output_size, data.target)
     span = f"T={total}" if same_length else f"T={min(int(n.min()) for n in lengths_np.values())}..{total}"
     kind = f"{output_size} classes" if data.target == "class" else f"regression, {output_size} output(s)"
+    kind += " at every step" if data.per_step else ""
     features = f"tokens < {data.vocab_size}" if data.vocab_size else f"{data.num_features} features"
     return Task(
         name=name,
         label=f"{label} {span}",
         input_size=embedding_size if data.vocab_size else data.num_features,
         output_size=output_size,
-        per_step=False,
+        per_step=data.per_step,
         metric_name=metric_name,
         loss_name=loss_name,
         splits=splits,

@@ -95,20 +95,25 @@ def read_csv(config: CsvConfig) -> RawData:
         if rows[config.time_column].duplicated().any():
             raise DataError(f"{source}: sequence {seq_id!r} has two rows at the same time index")
         label_values = rows[config.label_column].unique()
-        if len(label_values) != 1:
+        if not config.per_step and len(label_values) != 1:
             raise DataError(f"{source}: labels do not match the sequences: sequence {seq_id!r} has "
                             f"{len(label_values)} different labels ({_plain(label_values[0])!r}, {_plain(label_values[1])!r})")
         xs.append(rows[features].to_numpy())
-        labels.append(label_values[0])
+        # per_step: the target on each row, in time order; else the one label the sequence has.
+        labels.append(rows[config.label_column].to_numpy() if config.per_step else label_values[0])
         if has_split:
             split_values = rows[config.split_column].unique()
             if len(split_values) != 1 or str(split_values[0]) not in SPLITS:
                 raise DataError(f"{source}: sequence {seq_id!r} has split {list(split_values)[:2]!r}; each "
                                 "sequence needs one of train, val, test on all its rows")
             split_of.append(str(split_values[0]))
-    y = np.asarray(labels)  # integers, floats or text, as the column held them
+    if config.per_step:
+        y = np.empty(len(labels), dtype=object)
+        y[:] = labels
+    else:
+        y = np.asarray(labels)  # integers, floats or text, as the column held them
     if not has_split:
-        return RawData(source, {"train": (xs, y)})
+        return RawData(source, {"train": (xs, y)}, per_step=config.per_step)
     split_of = np.array(split_of)
     splits = {}
     for name in SPLITS:
@@ -117,7 +122,7 @@ def read_csv(config: CsvConfig) -> RawData:
             splits[name] = ([xs[i] for i in index], y[index])
     if "train" not in splits:
         raise DataError(f"{source}: the train split is empty (no sequence has split 'train')")
-    return RawData(source, splits)
+    return RawData(source, splits, per_step=config.per_step)
 
 
 def _plain(value):

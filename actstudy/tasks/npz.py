@@ -138,11 +138,29 @@ def read_npz(path: str, tokens: bool) -> RawData:
     return RawData(source, splits, tokens=tokens)
 
 
+def _targets_per_step(raw: RawData) -> RawData:
+    """task.per_step: y is (N, T) beside a padded X — cut each row to its sequence — or N arrays (T_i,)."""
+    splits = {}
+    for split, (xs, y) in raw.splits.items():
+        if y.dtype != object:
+            if y.ndim != 2 or y.shape[1] < max(len(seq) for seq in xs):
+                raise DataError(f"{raw.source}: task.per_step=true needs a target per step, (N, T) or N arrays "
+                                f"(T_i,), but {split} y has shape {y.shape}")
+            rows = np.empty(len(xs), dtype=object)
+            rows[:] = [row[: len(seq)] for row, seq in zip(y, xs)]
+            y = rows
+        splits[split] = (xs, y)
+    return RawData(raw.source, splits, tokens=raw.tokens, per_step=True, notes=raw.notes)
+
+
 @functools.lru_cache(maxsize=4)
 def _prepared(path: str, stamp: tuple, config_items: tuple, data_seed: int):
     """Read and check once per process: the pre-flight check and the build share the work."""
     config = NpzConfig(**dict(config_items))
-    return prepare(read_npz(path, config.input == "tokens"), config, data_seed, config.vocab_size)
+    raw = read_npz(path, config.input == "tokens")
+    if config.per_step:
+        raw = _targets_per_step(raw)
+    return prepare(raw, config, data_seed, config.vocab_size)
 
 
 def _stamp(path: str) -> tuple:
