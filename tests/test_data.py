@@ -463,3 +463,16 @@ def test_bad_file_as_a_subprocess_is_one_stderr_line_and_exit_2(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "nan.npz" in lines[0] and "NaN" in lines[0] and "Traceback" not in proc.stdout
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", [["task=digits"], ["task=ucr", "task.dataset=JapaneseVowels"]])
+def test_real_data_sets_learn_with_default_settings(cli, tmp_path, task):
+    """The README's figures: default model and training; about 5 s each on a quiet core."""
+    if task[0] == "task=ucr":
+        pytest.importorskip("sktime")
+    for cell in ("lstm", "gru"):
+        result = cli("run", *task, f"model={cell}", "threads=1", "-q", f"hydra.run.dir={tmp_path / cell}")
+        assert result.exit_code == 0, result.output
+        summary = read_run(tmp_path / cell)[2]
+        assert summary["status"] == "completed" and summary["test"]["metric"] > 0.9, summary
