@@ -330,6 +330,23 @@ def test_same_data_as_npz_and_csv_gives_identical_runs_and_a_report(cli, tmp_pat
     assert {"npz", "csv"} <= set(summary.astype(str).to_numpy().ravel())
 
 
+def test_fifty_padding_steps_in_the_file_change_no_result_through_the_cli(cli, tmp_path):
+    """The user-facing promise. The loader also trims padding beyond the longest sequence, so the model
+    itself meeting 50 padding steps is proven by the model- and trainer-level tests above."""
+    xs, ys = variable_sequences(count=60)
+    np.savez(tmp_path / "own.npz", X=object_array(xs), y=ys)  # every sequence its own length
+    x, lengths = padded(xs, extra=50)
+    np.savez(tmp_path / "padded.npz", X=x, y=ys, lengths=lengths)  # (N, T_max + 50, F) zeros after each end
+    runs = []
+    for name in ("own", "padded"):
+        result = cli("run", "task=npz", f"task.path={tmp_path / name}.npz", *SMALL_RUN, f"hydra.run.dir={tmp_path / name}")
+        assert result.exit_code == 0, result.output
+        runs.append(read_run(tmp_path / name))
+    pd.testing.assert_frame_equal(runs[0][0].drop(columns="seconds"), runs[1][0].drop(columns="seconds"))
+    pd.testing.assert_frame_equal(runs[0][1], runs[1][1])
+    assert runs[0][2]["test"] == runs[1][2]["test"]
+
+
 def test_csv_rows_in_any_order_within_a_sequence_and_named_columns(tmp_path):
     xs, ys = variable_sequences(count=30)
     write_long_csv(tmp_path / "d.csv", xs, ys)
