@@ -13,7 +13,6 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape  # messages may hold [brackets] (lists, extras) that are not markup
 from rich.table import Table
 
 from actstudy.config import ConfigError, check_buildable, compose, config_dir, expand_overrides
@@ -34,6 +33,8 @@ OVERRIDES_HELP = "Hydra overrides, e.g. model=gru model.activation.candidate=rel
 
 def fail(message: str) -> None:
     """Bad input: one line, exit code 2, no traceback."""
+    from rich.markup import escape
+
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
