@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,20 @@ class CsvConfig(SequenceDataConfig):
     split_column: str = str_key("split", "a column name (used only when the file has it)")
 
 
+def _read_exactly(pd, source: str):
+    """Parse decimal text to the nearest float, as NumPy stores it, so NPZ and CSV give identical runs.
+
+    Some pandas versions' default parser is off in the last bit; float_precision="round_trip" is exact.
+    pandas 3.1 deprecates the option (its default is exact there); a pandas without it is read plainly.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return pd.read_csv(source, float_precision="round_trip")
+        except TypeError:
+            return pd.read_csv(source)
+
+
 def read_csv(config: CsvConfig) -> RawData:
     import pandas as pd
 
@@ -50,10 +65,7 @@ def read_csv(config: CsvConfig) -> RawData:
     if not Path(source).is_file():
         raise DataError(f"{source}: no such file (task.path)")
     try:
-        # Decimal text must parse to the nearest float, as NumPy stores it: pandas 3 does so by default
-        # (and deprecates the option); older pandas needs float_precision="round_trip".
-        exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-        table = pd.read_csv(source, **exact)
+        table = _read_exactly(pd, source)
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
         raise DataError(f"{source}: not a readable CSV file ({' '.join(str(err).split())[:120]})") from None
     if table.empty:
