@@ -115,25 +115,41 @@ def build_optimizer(optim_cfg, params) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate(model, task, x: torch.Tensor, y: torch.Tensor, batch_size: int, device) -> tuple[float, float]:
-    """Loss and metric over a whole split, in eval mode (no dropout)."""
+def evaluate(model, task, x: torch.Tensor, y: torch.Tensor, batch_size: int, device,
+             lengths: torch.Tensor | None = None) -> tuple[float, float]:
+    """Loss and metric over a whole split, in eval mode (no dropout); `lengths` for padded sequences."""
     model.eval()
-    preds = [model(xb.to(device)).cpu() for xb in x.split(batch_size)]
+    parts = lengths.split(batch_size) if lengths is not None else [None] * len(x.split(batch_size))
+    preds = [model(xb.to(device), lengths=lb).cpu() for xb, lb in zip(x.split(batch_size), parts)]
     pred = torch.cat(preds)
-    return float(task.loss(pred, y)), float(task.metric(pred, y))
+    return float(task.loss(pred, y, lengths)), float(task.metric(pred, y, lengths))
 
 
-def grad_norm_by_step(model, task, x: torch.Tensor, y: torch.Tensor, device) -> list[float]:
+def grad_norm_by_step(model, task, x: torch.Tensor, y: torch.Tensor, device,
+                      lengths: torch.Tensor | None = None) -> list[float]:
     """‖∂L/∂h_t‖ for every step t of the last layer's hidden state, on a fixed probe batch.
 
     The steps come back from the model as the very tensors the recurrence consumes, so the gradient
     autograd gives for each is the total derivative through all later steps (Arjovsky et al. 2016).
+    With `lengths`, step t = T means each sequence's own last real step and t = T - k the step k before
+    it; at a t that only some sequences reach, the norm is scaled by sqrt(B / how many reach it), so a
+    profile over sequences of one length is the plain norm.
     """
     model.eval()
-    pred, steps = model(x.to(device), return_steps=True)
-    loss = task.loss(pred.cpu(), y)
+    pred, steps = model(x.to(device), return_steps=True, lengths=lengths)
+    loss = task.loss(pred.cpu(), y, lengths)
     grads = torch.autograd.grad(loss, steps, allow_unused=True)
-    return [0.0 if g is None else float(g.norm()) for g in grads]
+    if lengths is None:
+        return [0.0 if g is None else float(g.norm()) for g in grads]
+    total = len(steps)
+    grid = torch.stack([torch.zeros_like(s) if g is None else g for g, s in zip(grads, steps)], 1)  # (B, T, H)
+    squares = grid.detach().cpu().pow(2).sum(-1)  # (B, T)
+    shift = total - lengths  # move each sequence's last real step to position T - 1
+    aligned = torch.arange(total).unsqueeze(0) - shift.unsqueeze(1)  # (B, T): source step, < 0 = none
+    reach = aligned >= 0
+    gathered = squares.gather(1, aligned.clamp_min(0)) * reach  # (B, T), right-aligned by each end
+    count = reach.sum(0).clamp_min(1)  # (T,)
+    return (gathered.sum(0) * len(lengths) / count).sqrt().tolist()
 
 
 def vanishing_ratio(profile: list[float]) -> float | None:
@@ -200,15 +216,22 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
     data_seed = cfg.task.get("data_seed")
     task = build_task(cfg.task, cfg.seed if data_seed is None else data_seed)
     torch.manual_seed(cfg.seed)  # the model's initialisation does not depend on how the data was made
-    model = SequenceModel(cfg.model, task.input_size, task.output_size, task.per_step).to(device)
+    model = SequenceModel(cfg.model, task.input_size, task.output_size, task.per_step,
+                          vocab_size=task.vocab_size).to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     params = count_parameters(model)
     log.info("task: %s", task.describe())
+    for note in task.notes:  # what was inferred from the user's data: worth seeing before training starts
+        log.info("task: %s", note)
+        if not cfg.quiet:
+            print(f"task: {note}", flush=True)
     log.info("model: %s, %d parameters, %s path, %d threads, %s", cfg.model.cell, params, model.impl_used, threads, device)
 
     x_train, y_train = task.splits["train"]
     x_val, y_val = task.splits["val"]
+    len_train, len_val, len_test = (task.split_lengths(split) for split in ("train", "val", "test"))
     probe_x, probe_y = x_val[: cfg.train.probe_size], y_val[: cfg.train.probe_size]
+    probe_len = None if len_val is None else len_val[: cfg.train.probe_size]
     order = torch.Generator().manual_seed(cfg.seed)  # data order, independent of everything else
     epochs, batch_size = cfg.train.epochs, cfg.train.batch_size
     eval_bs = cfg.train.eval_batch_size
@@ -218,7 +241,7 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
     grad_rows: list[dict] = []
 
     def probe(epoch: int) -> None:
-        profile = grad_norm_by_step(model, task, probe_x, probe_y, device)
+        profile = grad_norm_by_step(model, task, probe_x, probe_y, device, probe_len)
         grad_rows.extend({"epoch": epoch, "t": t + 1, "grad_norm": g} for t, g in enumerate(profile))
         write_csv(run_dir / "grad_by_step.csv", ["epoch", "t", "grad_norm"], grad_rows)
 
@@ -234,15 +257,16 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
             norms = []
             for idx in torch.randperm(len(x_train), generator=order).split(batch_size):
                 xb, yb = x_train[idx].to(device), y_train[idx].to(device)
-                loss = task.loss(model(xb), yb)
+                lb = None if len_train is None else len_train[idx].to(device)
+                loss = task.loss(model(xb, lengths=lb), yb, lb)
                 if not torch.isfinite(loss):
                     raise Diverged(f"loss became {loss.item()} in epoch {epoch}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))
                 optimizer.step()
-            train_loss, train_metric = evaluate(model, task, x_train, y_train, eval_bs, device)
-            val_loss, val_metric = evaluate(model, task, x_val, y_val, eval_bs, device)
+            train_loss, train_metric = evaluate(model, task, x_train, y_train, eval_bs, device, len_train)
+            val_loss, val_metric = evaluate(model, task, x_val, y_val, eval_bs, device, len_val)
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                 raise Diverged(f"evaluation loss became non-finite in epoch {epoch}")
             seconds = time.perf_counter() - tick
@@ -267,9 +291,9 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
         progress.close()
 
     x_test, y_test = task.splits["test"]
-    last = evaluate(model, task, x_test, y_test, eval_bs, device) if status == "completed" else (None, None)
+    last = evaluate(model, task, x_test, y_test, eval_bs, device, len_test) if status == "completed" else (None, None)
     model.load_state_dict(best["state"])
-    test = evaluate(model, task, x_test, y_test, eval_bs, device) if metrics else (None, None)
+    test = evaluate(model, task, x_test, y_test, eval_bs, device, len_test) if metrics else (None, None)
     last_profile = [r["grad_norm"] for r in grad_rows if r["epoch"] == grad_rows[-1]["epoch"]]
     summary = {
         "status": status,

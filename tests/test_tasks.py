@@ -14,10 +14,16 @@ from omegaconf import OmegaConf
 from actstudy.tasks import TASKS, Task, TaskConfigError, build_task
 from actstudy.tasks.adding import AddingConfig, make_adding_data
 from actstudy.tasks.copy import CopyConfig
+from actstudy.tasks.csv import CsvConfig
+from actstudy.tasks.digits import DigitsConfig
 from actstudy.tasks.mnist1d import Mnist1dConfig, load_mnist1d_arrays
+from actstudy.tasks.npz import NpzConfig
+from actstudy.tasks.ucr import UcrConfig
 
 CONF_TASK_DIR = Path(__file__).resolve().parents[1] / "conf" / "task"
-SCHEMAS = {"adding": AddingConfig, "copy": CopyConfig, "mnist1d": Mnist1dConfig}
+SCHEMAS = {"adding": AddingConfig, "copy": CopyConfig, "mnist1d": Mnist1dConfig, "npz": NpzConfig,
+           "csv": CsvConfig, "digits": DigitsConfig, "ucr": UcrConfig}
+NEEDS_A_FILE = ("npz", "csv")  # their YAML has path: null, so they cannot build as they stand
 SMALL = {"train_size": 64, "val_size": 32, "test_size": 16}
 
 
@@ -235,9 +241,9 @@ def test_mis_shaped_prediction_is_rejected():
         ({"name": "mnist1d", "val_size": 4000}, ["task.val_size=4000", "1 to 3999"]),
         ({"name": "mnist1d", "train_size": 3600}, ["task.train_size=3600", "1 to 3500"]),
         ({"name": "mnist1d", "test_size": 1001}, ["task.test_size=1001", "1 to 1000"]),
-        ({"name": "nope"}, ["'nope'", "adding, copy, mnist1d"]),
-        ({"name": ["adding"]}, ["['adding']", "adding, copy, mnist1d"]),
-        ({"seq_len": 3}, ["task.name", "adding, copy, mnist1d"]),
+        ({"name": "nope"}, ["'nope'", "adding, copy, csv, digits, mnist1d, npz, ucr"]),
+        ({"name": ["adding"]}, ["['adding']", "adding, copy, csv, digits, mnist1d, npz, ucr"]),
+        ({"seq_len": 3}, ["task.name", "adding, copy, csv, digits, mnist1d, npz, ucr"]),
     ],
 )
 def test_bad_config_gives_one_line_error_naming_value_and_choices(cfg, expected):
@@ -259,7 +265,7 @@ def test_negative_run_seed_without_data_seed_is_rejected():
 
 
 def test_registry_lists_every_task_with_a_one_line_description():
-    assert list(TASKS) == ["adding", "copy", "mnist1d"]
+    assert list(TASKS) == ["adding", "copy", "csv", "digits", "mnist1d", "npz", "ucr"]
     for entry in TASKS.values():
         assert entry.description and "\n" not in entry.description
 
@@ -268,7 +274,7 @@ def test_every_task_has_a_yaml_and_every_yaml_a_task():
     assert sorted(path.stem for path in CONF_TASK_DIR.glob("*.yaml")) == sorted(TASKS)
 
 
-@pytest.mark.parametrize("name", ["adding", "copy", "mnist1d"])
+@pytest.mark.parametrize("name", list(SCHEMAS))
 def test_yaml_loads_builds_and_matches_schema_defaults(name):
     path = CONF_TASK_DIR / f"{name}.yaml"
     cfg = OmegaConf.load(path)
@@ -282,6 +288,12 @@ def test_yaml_loads_builds_and_matches_schema_defaults(name):
     # Hydra hands over a read-only struct config; building must not need to modify it.
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_readonly(cfg, True)
+    if name in NEEDS_A_FILE:
+        with pytest.raises(TaskConfigError, match="task.path is missing"):
+            build_task(cfg, seed=0)
+        return
+    if name == "ucr":
+        pytest.importorskip("sktime")
     task = build_task(cfg, seed=0)
     assert task.name == name
     assert task.config["data_seed"] == 0

@@ -45,7 +45,9 @@ def _task_module(task_cfg: DictConfig | Mapping[str, Any]) -> ModuleType:
     if name is None:
         raise TaskConfigError(f"task.name is missing; choose one of: {choices}")
     if not isinstance(name, str) or name not in TASKS:
-        raise TaskConfigError(f"unknown task {short_repr(name)}; choose one of: {choices}")
+        # Task names are lower case; a capitalised one is most likely a UCR data set given as task.name.
+        hint = f" (a UCR data set is chosen with task=ucr task.dataset={name})" if str(name)[:1].isupper() else ""
+        raise TaskConfigError(f"unknown task {short_repr(name)}; choose one of: {choices}{hint}")
     return TASKS[name].module
 
 

@@ -127,6 +127,13 @@ def check_shape(tensor: torch.Tensor, expected: tuple, what: str) -> None:
         raise ValueError(f"{what} has shape {tuple(tensor.shape)}, expected {tuple(expected)}")
 
 
+def real_steps(pred: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep only the real steps of right-padded per-step outputs: (B, T, O), (B, T) -> (M, O), (M,)."""
+    steps = torch.arange(y.shape[1], device=lengths.device)
+    mask = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T), True on real steps
+    return pred[mask.to(pred.device)], y[mask.to(y.device)]
+
+
 @dataclass
 class Task:
     """Data, loss, metric and baseline of one task, as the trainer sees it."""
@@ -144,14 +151,30 @@ class Task:
     config: dict  # the validated task config, with data_seed resolved
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     metric_fn: Callable[[torch.Tensor, torch.Tensor], float]
+    # Per split, each sequence's real length (LongTensor (N,)), or None when every sequence fills all T
+    # steps. Shorter sequences are right-padded: their steps come first, padding after.
+    lengths: dict[str, Optional[torch.Tensor]] = field(default_factory=dict)
+    # Not None: x is int64 (N, T) token ids below vocab_size, embedded into input_size features by the model.
+    vocab_size: Optional[int] = None
+    notes: list[str] = field(default_factory=list)  # facts inferred from the data, shown to the user
 
-    def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean loss over the batch, a scalar tensor that backpropagates."""
+    def split_lengths(self, split: str) -> Optional[torch.Tensor]:
+        return self.lengths.get(split)
+
+    def loss(self, pred: torch.Tensor, y: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Mean loss over the batch, a scalar tensor that backpropagates.
+
+        For a per-step task with `lengths`, padded steps are left out: the loss is the mean over real steps.
+        """
+        if lengths is not None and self.per_step:
+            pred, y = real_steps(pred, y, lengths)
         return self.loss_fn(pred, y)
 
-    def metric(self, pred: torch.Tensor, y: torch.Tensor) -> float:
+    def metric(self, pred: torch.Tensor, y: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> float:
         """The task's metric (higher is better) as a plain float."""
         with torch.no_grad():
+            if lengths is not None and self.per_step:
+                pred, y = real_steps(pred.detach(), y, lengths)
             return float(self.metric_fn(pred.detach(), y))
 
     def describe(self) -> str:

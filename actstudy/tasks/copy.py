@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from actstudy.tasks._base import (
     SPLITS,
     CommonConfig,
     Task,
+    TaskConfigError,
     check_shape,
     int_key,
     resolve_data_seed,
@@ -39,10 +40,16 @@ RECALL_LENGTH = 10  # how many symbols are shown and must be recalled
 class CopyConfig(CommonConfig):
     name: str = "copy"
     seq_len: int = int_key(20, 1)  # the delay T; 1 puts the delimiter right after the symbols
+    input: str = field(default="onehot", metadata={"valid": "one of: onehot, tokens"})
+    embedding_size: int = int_key(16, 1)  # input=tokens: features per embedded symbol
 
 
-def make_copy_data(num_sequences: int, delay: int, rng: np.random.Generator):
-    """Generate x (N, T+20, 10) one-hot float32 and y (N, T+20) int64 symbol targets."""
+INPUTS = ("onehot", "tokens")
+
+
+def make_copy_data(num_sequences: int, delay: int, rng: np.random.Generator, tokens: bool = False):
+    """Generate x (N, T+20, 10) one-hot float32 — or (N, T+20) int64 symbol ids when `tokens` — and
+    y (N, T+20) int64 symbol targets."""
     length = delay + 2 * RECALL_LENGTH
     # Drawn row by row, so a larger train_size extends a smaller one rather than replacing it.
     symbols = rng.integers(1, NUM_SYMBOLS + 1, size=(num_sequences, RECALL_LENGTH))  # (N, 10)
@@ -53,6 +60,8 @@ def make_copy_data(num_sequences: int, delay: int, rng: np.random.Generator):
     targets = np.full((num_sequences, length), BLANK, dtype=np.int64)
     targets[:, -RECALL_LENGTH:] = symbols
     inputs_t = torch.from_numpy(inputs)
+    if tokens:
+        return inputs_t, torch.from_numpy(targets)
     x = F.one_hot(inputs_t, NUM_CLASSES).to(torch.float32)  # (N, T+20) -> (N, T+20, 10)
     return x, torch.from_numpy(targets)
 
@@ -71,15 +80,19 @@ def copy_recall_accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def check(task_cfg) -> CopyConfig:
-    return validate_config(CopyConfig, task_cfg)
+    config = validate_config(CopyConfig, task_cfg)
+    if config.input not in INPUTS:
+        raise TaskConfigError(f"task.input={config.input!r} is not valid; choose one of: {', '.join(INPUTS)}")
+    return config
 
 
 def build(task_cfg, seed: int) -> Task:
     config = check(task_cfg)
     data_seed = resolve_data_seed(config, seed)
     sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
+    tokens = config.input == "tokens"
     splits = {
-        split: make_copy_data(sizes[split], config.seq_len, split_rng(data_seed, split))
+        split: make_copy_data(sizes[split], config.seq_len, split_rng(data_seed, split), tokens)
         for split in SPLITS
     }
     # A memoryless predictor knows where the recall window is (from the step count)
@@ -90,7 +103,7 @@ def build(task_cfg, seed: int) -> Task:
     return Task(
         name="copy",
         label=f"copy T={config.seq_len}",
-        input_size=NUM_CLASSES,
+        input_size=config.embedding_size if tokens else NUM_CLASSES,
         output_size=NUM_CLASSES,
         per_step=True,
         metric_name="recall_acc",
@@ -101,4 +114,5 @@ def build(task_cfg, seed: int) -> Task:
         config={**dataclasses.asdict(config), "data_seed": data_seed},
         loss_fn=copy_loss,
         metric_fn=copy_recall_accuracy,
+        vocab_size=NUM_CLASSES if tokens else None,
     )
