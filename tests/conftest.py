@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -35,8 +36,16 @@ def cli():
     return invoke
 
 
+def read_csv_exact(path: Path) -> pd.DataFrame:
+    """A run CSV with every number parsed exactly (pandas' fast float parser may be off in the last bit)."""
+    with open(path, newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    return pd.DataFrame([[int(v) if v.lstrip("-").isdigit() else float(v) for v in row] for row in rows],
+                        columns=header)
+
+
 def read_run(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    metrics = pd.read_csv(run_dir / "metrics.csv")
-    grads = pd.read_csv(run_dir / "grad_by_step.csv")
+    metrics = read_csv_exact(run_dir / "metrics.csv")
+    grads = read_csv_exact(run_dir / "grad_by_step.csv")
     summary = json.loads((run_dir / "summary.json").read_text())
     return metrics, grads, summary

@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import TINY, read_run
+from conftest import TINY, read_csv_exact, read_run
 from actstudy.train import METRIC_COLUMNS
 
 
@@ -55,7 +55,7 @@ def test_same_config_and_seed_give_identical_metrics(cli, tmp_path):
     for name in ("a", "b"):
         result = cli("run", *TINY, "model.activation.candidate=relu", f"hydra.run.dir={tmp_path / name}", "-q")
         assert result.exit_code == 0, result.output
-        frames.append(pd.read_csv(tmp_path / name / "metrics.csv").drop(columns="seconds"))
+        frames.append(read_csv_exact(tmp_path / name / "metrics.csv").drop(columns="seconds"))
     # every measured column is bit-identical; only the wall-clock `seconds` differs between two runs
     pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)
     assert (tmp_path / "a" / "grad_by_step.csv").read_text() == (tmp_path / "b" / "grad_by_step.csv").read_text()
