@@ -44,7 +44,9 @@ body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 1.
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; vertical-align: top; }
-th { background: #f0f0f0; } td.text { text-align: left; }
+th { background: #f0f0f0; } td.text { text-align: left; } td { white-space: nowrap; }
+td.wrap { white-space: normal; min-width: 12em; }
+.wide { overflow-x: auto; }
 tr.sig td { background: #fff4d6; } .note { color: #555; font-size: 0.9em; max-width: 1100px; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.85em; }
@@ -72,19 +74,26 @@ def _plot_kind(path: Path) -> str:
     return ""
 
 
-def _summary_table(rows: pd.DataFrame) -> str:
+# The page splits the summary's columns into two tables that fit a screen: what was reached, and why.
+RESULT_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "metric", "test metric",
+                  "95% CI test metric", "vs reference: Δ, p (Holm)", "test loss", "n", "diverged", "failed")
+MECHANISM_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "gap metric", "gap loss",
+                     "overfit onset (epoch, runs)", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "decay/step", "saturated gates",
+                     "dead cand.", "mean |c| or |h|", "s/epoch")
+
+
+def _summary_table(rows: pd.DataFrame, columns: tuple[str, ...]) -> str:
     cells = [_table_cells(row) for _, row in rows.iterrows()]
-    headers = list(TABLE_HEADERS)
+    keep = [TABLE_HEADERS.index(c) for c in columns]
     if not any(c[2] for c in cells):
-        headers.pop(2)
-        cells = [c[:2] + c[3:] for c in cells]
-    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"]
+        keep.remove(2)  # no extra settings in this task: no "other" column
+    out = ["<div class='wide'><table><tr>" + "".join(f"<th>{_e(TABLE_HEADERS[i])}</th>" for i in keep) + "</tr>"]
     for (_, row), row_cells in zip(rows.iterrows(), cells):
         css = ' class="sig"' if row.get("significant") is True else ""
-        tds = "".join(f'<td class="text">{_e(c)}</td>' if h in TEXT_HEADERS else f"<td>{_e(c)}</td>"
-                      for h, c in zip(headers, row_cells))
+        tds = "".join(f'<td class="text">{_e(row_cells[i])}</td>' if TABLE_HEADERS[i] in TEXT_HEADERS
+                      else f"<td>{_e(row_cells[i])}</td>" for i in keep)
         out.append(f"<tr{css}>{tds}</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "\n".join(out)
 
 
@@ -101,13 +110,14 @@ def _published_table(section: TaskSection, rows: pd.DataFrame) -> str:
                     f"{_fmt(row['baseline_loss'])}); test {row['metric']} "
                     f"{_fmt_mean_std(row['test_metric_mean'], row['test_metric_std'])}, n={row['n_seeds']}")
             setting = "same setting" if not differences else "ours differs: " + "; ".join(differences)
-            lines.append(f'<tr><td class="text">{_e(group.config_label)}</td><td class="text">{_e(ours)}</td>'
-                         f'<td class="text">{_e(entry.result)}</td><td class="text">{_e(entry.source)}</td>'
-                         f'<td class="text">{_e(setting)}</td></tr>')
+            lines.append(f'<tr><td class="text">{_e(group.config_label)}</td><td class="text wrap">{_e(ours)}</td>'
+                         f'<td class="text wrap">{_e(entry.result)}</td><td class="text wrap">{_e(entry.source)}</td>'
+                         f'<td class="text wrap">{_e(setting)}</td></tr>')
     if section.task_name == "mnist1d":
         others = ", ".join(f"{k} {v:.0%}" for k, v in MNIST1D_REFERENCE_LINES.items())
-        lines.append(f'<tr><td class="text">other models</td><td class="text">—</td><td class="text">{_e(others)}'
-                     f'</td><td class="text">Greydanus &amp; Kobak 2024</td><td class="text">test accuracy</td></tr>')
+        lines.append(f'<tr><td class="text">other models</td><td class="text">—</td><td class="text wrap">'
+                     f'{_e(others)}</td><td class="text wrap">Greydanus &amp; Kobak 2024</td>'
+                     f'<td class="text wrap">test accuracy</td></tr>')
     if not lines:
         return ""
     head = "".join(f"<th>{h}</th>" for h in ("configuration", "ours", "published", "source", "setting"))
@@ -161,7 +171,8 @@ def write_html(path: Path, summary: pd.DataFrame, sections: list[TaskSection], p
         rows = _section_rows(summary, section)
         parts.append(f"<h2 id='{_e(section.slug)}'>{_e(section.title)}</h2>")
         parts.append(f"<p>Baseline (memoryless): {_e(_baseline_text(section))}.</p>")
-        parts.append(_summary_table(rows))
+        parts.append("<h3>Results</h3>" + _summary_table(rows, RESULT_COLUMNS))
+        parts.append("<h3>Overfitting, vanishing, activations, time</h3>" + _summary_table(rows, MECHANISM_COLUMNS))
         parts.append(_published_table(section, rows))
         for plot in plots.get(section.slug, []):
             caption = PLOT_CAPTIONS.get(_plot_kind(plot), "")

@@ -746,6 +746,8 @@ def _ci_text(row: pd.Series) -> str:
 def _comparison_text(row: pd.Series) -> str:
     if not row.get("test"):
         return "reference" if row.get("label") and _is_reference_row(row) else "—"
+    if math.isnan(row["diff_vs_reference"]):
+        return "no completed runs to compare"
     mark = SIGNIFICANT_MARK if row.get("significant") else ""
     return f"{_fmt(row['diff_vs_reference'], 2)}, p={_fmt(row['p_holm'], 2)}{mark}"
 
@@ -1253,7 +1255,8 @@ def plot_activation_stats(section: TaskSection, colours: dict[str, Any], path: P
     axes[0].set_ylabel("fraction of units (0–1)")
     axes[2].set_ylabel("mean absolute value")
     handles = _config_handles(drawn, colours) + [_band_handle()]
-    figure.legend(handles=handles, loc="outside right upper", fontsize="small", frameon=False)
+    figure.legend(handles=handles, loc="outside lower center", fontsize="small", frameon=False,
+                  ncols=min(4, len(handles)))
     figure.suptitle(f"{section.title}: activation statistics on the probe batch (mean over seeds, {BAND_DESCRIPTION})")
     return _save(figure, path)
 
