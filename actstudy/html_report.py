@@ -34,7 +34,7 @@ PLOT_CAPTIONS = {
     "curves": "Learning curves: train (dashed) and validation (solid) loss per epoch; grey line: memoryless baseline.",
     "gap": "Generalization gap (validation − train loss) per epoch: rising above 0 is overfitting.",
     "grad_by_step": "‖∂L/∂h_t‖ against t at the last probed epoch (log scale): falling to the left is vanishing.",
-    "grad_heatmap": "log10 ‖∂L/∂h_t‖ over probed epochs × time steps, per configuration.",
+    "grad_heatmap": "log10 ‖∂L/∂h_t‖ over probed epochs × time steps, per configuration (white: the gradient underflowed to 0).",
     "activations": "Activation statistics on the probe batch over training.",
     "final": "Final test metric per configuration: seeds as dots, mean ± std, baseline as a dashed line.",
 }

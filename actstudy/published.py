@@ -75,7 +75,7 @@ def published_for(task: str, seq_len: Any, cell: str, config: dict[str, Any]) ->
             continue
         if not all(_same(config.get(k, _default(k)), v) for k, v in entry.identity.items()):
             continue
-        differences = [f"{k.split('.', 1)[1]}={config.get(k, '—')} (published {v})"
+        differences = [f"{k}={config.get(k, '—')} (published {v})"
                        for k, v in entry.setting.items() if not _same(config.get(k, _default(k)), v)]
         found.append((entry, differences))
     return found

@@ -379,22 +379,30 @@ def _read_overrides(run_dir: Path) -> list[str] | None:
 
 
 def _read_activation_stats(run_dir: Path, run: RunRecord) -> None:
-    """activation_stats.csv (epoch, stat, value), written by the probe; older runs lack it."""
-    path = run_dir / "activation_stats.csv"
-    if not path.exists():
-        return
+    """activation_stats.csv (epoch, stat, value), written by the probe; older runs lack it.
+
+    Parsed by hand: a small long-format file, where pandas' per-file overhead would triple the loading time.
+    """
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
-        return  # a broken side file costs the statistics, not the run
-    if not {"epoch", "stat", "value"} <= set(frame.columns) or frame.empty:
+        lines = (run_dir / "activation_stats.csv").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return  # absent (older runs) or unreadable: it costs the statistics, not the run
+    if not lines or lines[0].strip() != "epoch,stat,value":
         return
-    frame = frame.sort_values("epoch", kind="stable")
-    for stat, rows in frame.groupby("stat", sort=False):
-        epochs = rows["epoch"].to_numpy(dtype=float)
-        values = pd.to_numeric(rows["value"], errors="coerce").to_numpy(dtype=float)
-        run.activation_curves[str(stat)] = (epochs, values)
-        run.activation_stats[str(stat)] = float(values[-1])
+    collected: dict[str, list[tuple[float, float]]] = {}
+    for line in lines[1:]:
+        parts = line.split(",")
+        if len(parts) != 3:
+            continue
+        try:
+            collected.setdefault(parts[1], []).append((float(parts[0]), float(parts[2])))
+        except ValueError:
+            continue
+    for stat, pairs in collected.items():
+        pairs.sort(key=lambda pair: pair[0])
+        epochs, values = np.array(pairs, dtype=float).T
+        run.activation_curves[stat] = (epochs, values)
+        run.activation_stats[stat] = float(values[-1])
 
 
 def load_runs(run_dirs: list[Path]) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
@@ -1166,15 +1174,18 @@ def plot_final(section: TaskSection, metric_name: str, colours: dict[str, Any], 
     return _save(figure, path)
 
 
-HEATMAP_MAX_GROUPS = 24  # beyond this the panels become too small to read; the rest are named in the title
+HEATMAP_MAX_GROUPS = 12  # beyond this the panels become too small to read (and slow to draw); the rest are counted
 
 
 def plot_grad_heatmap(section: TaskSection, path: Path) -> Path | None:
     """‖∂L/∂h_t‖ over epochs × t, one panel per configuration, geometric mean over seeds, shared colour scale."""
-    panels = []
+    panels, hidden = [], 0
     for group in section.groups:
         tables = [r.grad_table for r in group.completed if r.grad_table is not None]
         if not tables:
+            continue
+        if len(panels) == HEATMAP_MAX_GROUPS:
+            hidden += 1
             continue
         frame = pd.DataFrame({
             "epoch": np.concatenate([t["epoch"] for t in tables]),
@@ -1187,7 +1198,7 @@ def plot_grad_heatmap(section: TaskSection, path: Path) -> Path | None:
         panels.append((group, grid))
     if not panels:
         return None
-    shown, hidden = panels[:HEATMAP_MAX_GROUPS], len(panels) - HEATMAP_MAX_GROUPS
+    shown = panels
     values = np.concatenate([grid.to_numpy().ravel() for _, grid in shown])
     values = values[np.isfinite(values)]
     low, high = (float(values.min()), float(values.max())) if values.size else (-1.0, 0.0)
@@ -1234,8 +1245,8 @@ def plot_activation_stats(section: TaskSection, colours: dict[str, Any], path: P
     axes = figure.subplots(1, len(ACTIVATION_PANELS))
     drawn = []
     for ax, (stat, title) in zip(axes, ACTIVATION_PANELS):
+        pieces = []
         for index, group in enumerate(section.groups):
-            pieces = []
             for run in group.completed:
                 curve = run.activation_curves.get(stat)
                 if stat == "mean_abs_state":
@@ -1243,11 +1254,9 @@ def plot_activation_stats(section: TaskSection, colours: dict[str, Any], path: P
                         "mean_abs_hidden_state")
                 if curve is not None:
                     pieces.append((index, curve[0], curve[1]))
-            bands = _bands(pieces)
-            if bands:
-                _draw_bands(ax, bands, section.groups, colours)
-                if group not in drawn:
-                    drawn.append(group)
+        bands = _bands(pieces)  # one groupby for every configuration at once
+        _draw_bands(ax, bands, section.groups, colours)
+        drawn += [g for g in _drawn_groups(section, bands) if g not in drawn]
         ax.set_title(title, fontsize="small")
         ax.set_xlabel("epoch")
         _integer_ticks(ax.xaxis)
@@ -1261,25 +1270,72 @@ def plot_activation_stats(section: TaskSection, colours: dict[str, Any], path: P
     return _save(figure, path)
 
 
+# What the plot workers read: set before the pool forks, so the runs are shared, not pickled.
+_PLOT_INPUT: tuple[list[TaskSection], dict[str, Any]] | None = None
+
+
+def _draw_one(job: tuple[str, int, str, Path]) -> Path | None:
+    kind, index, metric_name, path = job
+    sections, colours = _PLOT_INPUT
+    section = sections[index]
+    if kind == "curves":
+        return plot_curves(section, colours, path)
+    if kind == "gap":
+        return plot_gap(section, colours, path)
+    if kind == "grad_by_step":
+        return plot_grad_by_step(section, colours, path)
+    if kind == "grad_heatmap":
+        return plot_grad_heatmap(section, path)
+    if kind == "activations":
+        return plot_activation_stats(section, colours, path)
+    return plot_final(section, metric_name, colours, path)
+
+
+def _plot_workers(n_jobs: int) -> int:
+    """Processes for drawing: matplotlib is single-threaded, and plots are most of a report's time."""
+    import multiprocessing
+
+    if n_jobs < 4 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4, n_jobs))
+
+
 def write_plots(sections: list[TaskSection], out_dir: Path) -> dict[str, list[Path]]:
-    """Four kinds of plot per task (the final one per metric where a task has several); by section slug."""
-    colours = colour_map(sections)
-    written: dict[str, list[Path]] = {}
-    for section in sections:
+    """Six kinds of plot per task (the final one per metric where a task has several); by section slug.
+
+    Drawn in parallel processes where there are cores to spare; the result does not depend on it.
+    """
+    global _PLOT_INPUT
+    jobs: list[tuple[str, int, str, Path]] = []
+    for index, section in enumerate(sections):
         slug = section.slug
-        files = [
-            plot_curves(section, colours, out_dir / f"curves_{slug}.png"),
-            plot_gap(section, colours, out_dir / f"gap_{slug}.png"),
-            plot_grad_by_step(section, colours, out_dir / f"grad_by_step_{slug}.png"),
-        ]
-        files += [p for p in (plot_grad_heatmap(section, out_dir / f"grad_heatmap_{slug}.png"),
-                              plot_activation_stats(section, colours, out_dir / f"activations_{slug}.png"))
-                  if p is not None]
+        for kind in ("curves", "gap", "grad_by_step", "grad_heatmap", "activations"):
+            jobs.append((kind, index, "", out_dir / f"{kind}_{slug}.png"))
         metric_names = section.metric_names
         for metric_name in metric_names:
             suffix = "" if len(metric_names) == 1 else f"_{_file_safe(metric_name)}"
-            files.append(plot_final(section, metric_name, colours, out_dir / f"final_{slug}{suffix}.png"))
-        written[slug] = files
+            jobs.append(("final", index, metric_name, out_dir / f"final_{slug}{suffix}.png"))
+    _PLOT_INPUT = (sections, colour_map(sections))
+    try:
+        workers = _plot_workers(len(jobs))
+        if workers == 1:
+            results = [_draw_one(job) for job in jobs]
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                results = list(pool.map(_draw_one, jobs))
+    finally:
+        _PLOT_INPUT = None
+    written: dict[str, list[Path]] = {s.slug: [] for s in sections}
+    for (_, index, _, _), path in zip(jobs, results):
+        if path is not None:  # a heatmap or activation plot with nothing to show is not drawn
+            written[sections[index].slug].append(path)
     return written
 
 
