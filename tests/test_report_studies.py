@@ -53,5 +53,5 @@ def test_claims_grid_is_valid_for_both_cells_on_every_task():
     cfg = compose_study("claims")
     runs = jobs(cfg)
     assert len(runs) == 216
-    for job in runs[:: 3 * 5]:
+    for job in runs[:: 27]:  # a spread of cells, gates, candidates and tasks
         check_buildable(compose_study("claims", tuple(job)))
