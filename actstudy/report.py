@@ -1156,6 +1156,13 @@ def plot_final(section: TaskSection, metric_name: str, colours: dict[str, Any], 
     baselines = [b[1] for g in groups for b in [g.baseline] if not math.isnan(b[1])]
     for value in sorted(set(baselines)):
         ax.axhline(value, color="grey", ls="--", lw=1.2, zorder=0)
+    published_lines = {}
+    if section.task_name == "mnist1d" and metric_name == "accuracy":
+        from actstudy.published import MNIST1D_REFERENCE_LINES as published_lines
+    for model_name, value in published_lines.items():  # other models' published test accuracy, as lines
+        ax.axhline(value, color="dimgrey", ls=":", lw=1.0, zorder=0)
+        ax.text(1.0, value, f" {model_name} {value:.0%}", transform=blended_transform_factory(ax.transAxes, ax.transData),
+                va="center", ha="left", fontsize="x-small", color="dimgrey")
     ax.set_xticks(range(len(groups)))
     # Two-line labels read well upright or slightly turned; steeply turned, one line reads better.
     tick_labels = [_legend_label(g) if len(groups) > 12 else _legend_label(g).replace(" (", "\n(") for g in groups]
@@ -1174,7 +1181,11 @@ def plot_final(section: TaskSection, metric_name: str, colours: dict[str, Any], 
     ]
     if baselines:
         handles.append(Line2D([], [], color="grey", ls="--", lw=1.2, label=f"baseline {metric_name} (memoryless)"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    if published_lines:
+        handles.append(Line2D([], [], color="dimgrey", ls=":", lw=1.0,
+                              label="published test accuracy\n(Greydanus & Kobak 2024)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12 if published_lines else 1.01, 1.0),
+              fontsize="small", frameon=False)
     return _save(figure, path)
 
 
