@@ -50,7 +50,7 @@ td.wrap { white-space: normal; min-width: 12em; }
 tr.sig td { background: #fff4d6; } .note { color: #555; font-size: 0.9em; max-width: 1100px; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.85em; }
-pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; font-size: 0.8em; }
+pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; font-size: 0.8em; white-space: pre-wrap; }
 code { background: #f6f6f6; padding: 0 3px; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; border: 1px solid #888; margin-right: 4px;
           vertical-align: middle; }

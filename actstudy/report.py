@@ -1270,14 +1270,19 @@ def plot_activation_stats(section: TaskSection, colours: dict[str, Any], path: P
                 if curve is not None:
                     pieces.append((index, curve[0], curve[1]))
         bands = _bands(pieces)  # one groupby for every configuration at once
-        _draw_bands(ax, bands, section.groups, colours)
+        positive = np.concatenate([b.high for b in bands.values()] + [np.empty(0)])
+        positive = positive[np.isfinite(positive) & (positive > 0)]
+        log_scale = stat == "mean_abs_state" and positive.size and positive.max() / positive.min() > 100
+        if log_scale:  # an exploding state (relu) would flatten every other curve on a linear axis
+            ax.set_yscale("log")
+        _draw_bands(ax, bands, section.groups, colours, positive_only=bool(log_scale))
         drawn += [g for g in _drawn_groups(section, bands) if g not in drawn]
         ax.set_title(title, fontsize="small")
         ax.set_xlabel("epoch")
         _integer_ticks(ax.xaxis)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of units (0–1)")
-    axes[2].set_ylabel("mean absolute value")
+    axes[2].set_ylabel("mean absolute value" + (" (log scale)" if axes[2].get_yscale() == "log" else ""))
     handles = _config_handles(drawn, colours) + [_band_handle()]
     figure.legend(handles=handles, loc="outside lower center", fontsize="small", frameon=False,
                   ncols=min(4, len(handles)))
