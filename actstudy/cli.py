@@ -199,9 +199,7 @@ def report(
 ) -> None:
     """Tables and plots over every run below DIRS: accuracy, overfitting gap, gradient vanishing, over seeds.
 
-    Runs that differ only in `seed` are grouped: mean ± std and 95% CI over seeds, beside the task's baseline and
-    published results; each activation is tested against the classic one. Writes index.html (one self-contained
-    page), summary.csv/.md/.tex, and every plot as PNG and SVG.
+    Runs that differ only in `seed` are grouped: mean ± std and 95% CI over seeds, beside the task's baseline and published results; each activation is tested against the classic one. Writes index.html (one self-contained page), summary.csv/.md/.tex, and every plot as PNG and SVG.
     """
     from actstudy.report import ReportError, write_report
 
