@@ -31,6 +31,7 @@ from actstudy.report import (
 )
 
 PLOT_CAPTIONS = {
+    "legend": "The colour of each configuration, the same in every plot of this section.",
     "curves": "Learning curves: train (dashed) and validation (solid) loss per epoch; grey line: memoryless baseline.",
     "gap": "Generalization gap (validation − train loss) per epoch: rising above 0 is overfitting.",
     "grad_by_step": "‖∂L/∂h_t‖ against t at the last probed epoch (log scale): falling to the left is vanishing.",

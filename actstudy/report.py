@@ -945,10 +945,39 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def _legend(ax, handles: list, n_configs: int) -> None:
+# Beyond this many configurations a section's colours are explained once, in legend_<task>.png, rather than
+# beside every plot: a 50-entry legend repeated on each plot hides the plots and is most of the drawing time.
+LEGEND_INLINE_MAX = 12
+SHARED_LEGEND_NOTE = "colours: one per configuration,\nsee legend_{slug}"
+
+
+def _shared_legend_handle(slug: str):
+    from matplotlib.patches import Patch
+
+    return Patch(facecolor="none", edgecolor="none", label=SHARED_LEGEND_NOTE.format(slug=slug))
+
+
+def _legend(ax, handles: list, n_configs: int, slug: str = "") -> None:
+    if n_configs > LEGEND_INLINE_MAX:
+        handles = [_shared_legend_handle(slug)] + handles[n_configs:]
+        n_configs = 0
     columns = max(1, math.ceil(n_configs / 25))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
               frameon=False, ncols=columns)
+
+
+def plot_legend(section: TaskSection, colours: dict[str, Any], path: Path) -> Path | None:
+    """The section's colours, once, when there are too many configurations to repeat them beside every plot."""
+    from matplotlib.figure import Figure
+
+    if len(section.groups) <= LEGEND_INLINE_MAX:
+        return None
+    columns = min(3, math.ceil(len(section.groups) / 20))
+    rows = math.ceil(len(section.groups) / columns)
+    figure = Figure(figsize=(4.6 * columns, 0.22 * rows + 0.6), dpi=PLOT_DPI)
+    figure.legend(handles=_config_handles(section.groups, colours), loc="center", ncols=columns,
+                  fontsize="small", frameon=False, title=f"{section.title}: one colour per configuration")
+    return _save(figure, path)
 
 
 def _config_handles(groups: list[ConfigGroup], colours: dict[str, Any]) -> list:
@@ -1086,7 +1115,7 @@ def plot_curves(section: TaskSection, colours: dict[str, Any], path: Path) -> Pa
     ]
     if baselines:
         handles.append(Line2D([], [], color="grey", lw=1.2, label="baseline loss (memoryless)"))
-    _legend(ax, handles, len(drawn))
+    _legend(ax, handles, len(drawn), section.slug)
     return _save(figure, path)
 
 
@@ -1104,7 +1133,7 @@ def plot_gap(section: TaskSection, colours: dict[str, Any], path: Path) -> Path:
     ax.grid(alpha=0.3)
     drawn = _drawn_groups(section, gaps)
     handles = _config_handles(drawn, colours) + [_band_handle(), Line2D([], [], color="black", lw=0.8, label="no gap")]
-    _legend(ax, handles, len(drawn))
+    _legend(ax, handles, len(drawn), section.slug)
     return _save(figure, path)
 
 
@@ -1128,7 +1157,7 @@ def plot_grad_by_step(section: TaskSection, colours: dict[str, Any], path: Path)
     ax.grid(alpha=0.3, which="major")
     ax.grid(alpha=0.1, which="minor", axis="y")
     drawn = _drawn_groups(section, norms)
-    _legend(ax, _config_handles(drawn, colours) + [_band_handle()], len(drawn))
+    _legend(ax, _config_handles(drawn, colours) + [_band_handle()], len(drawn), section.slug)
     return _save(figure, path)
 
 
@@ -1284,6 +1313,8 @@ def plot_activation_stats(section: TaskSection, colours: dict[str, Any], path: P
     axes[0].set_ylabel("fraction of units (0–1)")
     axes[2].set_ylabel("mean absolute value" + (" (log scale)" if axes[2].get_yscale() == "log" else ""))
     handles = _config_handles(drawn, colours) + [_band_handle()]
+    if len(drawn) > LEGEND_INLINE_MAX:
+        handles = [_shared_legend_handle(section.slug), _band_handle()]
     figure.legend(handles=handles, loc="outside lower center", fontsize="small", frameon=False,
                   ncols=min(4, len(handles)))
     figure.suptitle(f"{section.title}: activation statistics on the probe batch (mean over seeds, {BAND_DESCRIPTION})")
@@ -1308,6 +1339,8 @@ def _draw_one(job: tuple[str, int, str, Path]) -> Path | None:
         return plot_grad_heatmap(section, path)
     if kind == "activations":
         return plot_activation_stats(section, colours, path)
+    if kind == "legend":
+        return plot_legend(section, colours, path)
     return plot_final(section, metric_name, colours, path)
 
 
@@ -1333,7 +1366,7 @@ def write_plots(sections: list[TaskSection], out_dir: Path) -> dict[str, list[Pa
     jobs: list[tuple[str, int, str, Path]] = []
     for index, section in enumerate(sections):
         slug = section.slug
-        for kind in ("curves", "gap", "grad_by_step", "grad_heatmap", "activations"):
+        for kind in ("legend", "curves", "gap", "grad_by_step", "grad_heatmap", "activations"):
             jobs.append((kind, index, "", out_dir / f"{kind}_{slug}.png"))
         metric_names = section.metric_names
         for metric_name in metric_names:

@@ -93,3 +93,15 @@ def test_mann_whitney_is_chosen_from_the_cli_and_bad_tests_are_refused(reported,
     assert summary.loc["relu", "test"] == "mannwhitney" and bool(summary.loc["relu", "significant"])
     result = cli("report", str(root), "--out", str(tmp_path / "bad"), "--test", "ttest")
     assert result.exit_code == 2 and "choose one of: welch, mannwhitney" in result.output
+
+
+def test_many_configurations_share_one_legend(cli, tmp_path):
+    candidates = ["tanh", "relu", "leaky_relu", "softsign", "identity", "hard_tanh", "elu"]
+    for gate in ("sigmoid", "hard_sigmoid"):
+        for candidate in candidates:
+            write_fake_run(tmp_path / "runs" / f"{gate}_{candidate}",
+                           run_config(activations=(gate, candidate, "tanh"), seed=0))
+    result = cli("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "legend_adding.png").is_file()  # 14 configurations > 12: one shared legend
+    assert (tmp_path / "out" / "index.html").read_text().count("legend_adding.png") == 1
