@@ -196,15 +196,17 @@ def _read_summaries(sweep_dir: Path) -> list[dict]:
 def report(
     dirs: List[Path] = typer.Argument(..., help="Run or sweep directories; every run below them is read."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default: FIRST_DIR/report)."),
+    test: str = typer.Option("welch", "--test", help="Test of each activation against sigmoid/tanh/tanh: "
+                             "welch (Welch's t) or mannwhitney (Mann–Whitney U); Holm-corrected."),
 ) -> None:
     """Tables and plots over every run below DIRS: accuracy, overfitting gap, gradient vanishing, over seeds.
 
-    Runs that differ only in `seed` are grouped: mean ± std over seeds, beside the task's baseline.
+    Runs that differ only in `seed` are grouped: mean ± std and 95% CI over seeds, beside the task's baseline and published results; each activation is tested against the classic one. Writes index.html (one self-contained page), summary.csv/.md/.tex, and every plot as PNG and SVG.
     """
     from actstudy.report import ReportError, write_report
 
     try:
-        result = write_report(list(dirs), out, console)
+        result = write_report(list(dirs), out, console, test)
     except ReportError as err:
         fail(str(err))
     console.print(f"report written to {result.out_dir}", highlight=False)

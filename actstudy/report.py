@@ -32,6 +32,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from actstudy.stats import ALPHA, TESTS, decay_per_step, holm, overfitting, spread, two_sample_p
+
 try:  # libyaml's parser is several times faster, which matters with a thousand config files
     from yaml import CSafeLoader as _YamlLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
@@ -85,6 +87,15 @@ class RunRecord:
     gap_metric: float = math.nan  # train_metric − val_metric at the last epoch
     vanishing_ratio: float = math.nan  # log10(‖∂L/∂h_1‖ / ‖∂L/∂h_T‖) at the last probed epoch
     seconds_per_epoch: float = math.nan
+    wall_seconds: float = math.nan
+    best_val_metric: float = math.nan  # the highest validation metric of any epoch
+    onset_epoch: float = math.nan  # overfitting onset (stats.overfitting); NaN when none was seen
+    gap_at_best: float = math.nan  # val − train loss at the epoch of lowest validation loss
+    decay_per_step: float = math.nan  # slope of log10 ‖∂L/∂h_t‖ against t at the last probed epoch
+    grad_table: dict[str, np.ndarray] | None = None  # all of grad_by_step.csv (epoch, t, grad_norm)
+    activation_stats: dict[str, float] = field(default_factory=dict)  # activation_stats.csv, last epoch
+    activation_curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # stat → (epochs, values)
+    overrides: list[str] | None = None  # .hydra/overrides.yaml: the command line that made this run
 
     @property
     def seed(self) -> Any:
@@ -317,6 +328,8 @@ def load_run(run_dir: Path) -> RunRecord:
         test_metric=_number(test.get("metric")),
         baseline_loss=_number(baseline.get("loss")),
         baseline_metric=_number(baseline.get("metric")),
+        wall_seconds=_number(summary.get("wall_seconds")),
+        overrides=_read_overrides(run_dir),
     )
     if status != "completed":
         return run  # counted, never averaged: nothing else needs reading
@@ -334,6 +347,11 @@ def load_run(run_dir: Path) -> RunRecord:
     run.gap_metric = float(curves["gap_metric"][-1]) if "gap_metric" in curves else math.nan
     if "seconds" in curves:
         run.seconds_per_epoch = _mean(curves["seconds"])
+    if "val_metric" in curves and np.isfinite(curves["val_metric"]).any():
+        run.best_val_metric = float(np.nanmax(curves["val_metric"]))
+    onset = overfitting(curves["epoch"], curves["train_loss"], curves["val_loss"], curves["gap_loss"])
+    run.onset_epoch, run.gap_at_best = onset["onset_epoch"], onset["gap_at_best"]
+    _read_activation_stats(run_dir, run)
 
     grad_path = run_dir / "grad_by_step.csv"
     if grad_path.exists():  # a run may have been made without gradient probes
@@ -345,7 +363,46 @@ def load_run(run_dir: Path) -> RunRecord:
         run.grad_steps = profile["t"]
         run.grad_norms = profile["grad_norm"]
         run.vanishing_ratio = vanishing_ratio(profile["grad_norm"])
+        run.decay_per_step = decay_per_step(profile["t"], profile["grad_norm"])
+        run.grad_table = grads
     return run
+
+
+def _read_overrides(run_dir: Path) -> list[str] | None:
+    """Hydra's record of the overrides a run was started with, or None when there is none."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        overrides = yaml.load(path.read_text(), Loader=_YamlLoader)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return [str(o) for o in overrides] if isinstance(overrides, list) else None
+
+
+def _read_activation_stats(run_dir: Path, run: RunRecord) -> None:
+    """activation_stats.csv (epoch, stat, value), written by the probe; older runs lack it.
+
+    Parsed by hand: a small long-format file, where pandas' per-file overhead would triple the loading time.
+    """
+    try:
+        lines = (run_dir / "activation_stats.csv").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return  # absent (older runs) or unreadable: it costs the statistics, not the run
+    if not lines or lines[0].strip() != "epoch,stat,value":
+        return
+    collected: dict[str, list[tuple[float, float]]] = {}
+    for line in lines[1:]:
+        parts = line.split(",")
+        if len(parts) != 3:
+            continue
+        try:
+            collected.setdefault(parts[1], []).append((float(parts[0]), float(parts[2])))
+        except ValueError:
+            continue
+    for stat, pairs in collected.items():
+        pairs.sort(key=lambda pair: pair[0])
+        epochs, values = np.array(pairs, dtype=float).T
+        run.activation_curves[stat] = (epochs, values)
+        run.activation_stats[stat] = float(values[-1])
 
 
 def load_runs(run_dirs: list[Path]) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
@@ -541,6 +598,78 @@ SUMMARY_COLUMNS = [
 ]
 
 
+# The statistics over seeds added to each row: quantity → how a run provides it. Each becomes three columns,
+# <name>_mean, <name>_std and <name>_ci95 (half-width of the 95% t interval), over completed seeds.
+SPREAD_QUANTITIES = {
+    "test_metric": lambda r: r.test_metric,
+    "best_val_metric": lambda r: r.best_val_metric,
+    "gap_loss_end": lambda r: r.gap_loss,
+    "gap_loss_at_best": lambda r: r.gap_at_best,
+    "vanishing_ratio": lambda r: r.vanishing_ratio,
+    "decay_per_step": lambda r: r.decay_per_step,
+    "seconds_per_epoch": lambda r: r.seconds_per_epoch,
+    "wall_seconds": lambda r: r.wall_seconds,
+}
+# activation_stats.csv at the last probe; the state statistic is |c_t| for an LSTM and |h_t| otherwise
+ACTIVATION_STATS = ("gate_saturated_fraction", "candidate_dead_fraction", "mean_abs_cell_state",
+                    "mean_abs_hidden_state")
+COMPARISON_COLUMNS = ["reference", "diff_vs_reference", "p_value", "p_holm", "significant", "test"]
+DEFAULT_SLOTS = {"gate": "sigmoid", "candidate": "tanh", "output": "tanh"}
+
+
+def statistics_frame(sections: list[TaskSection]) -> pd.DataFrame:
+    """Spread over seeds (mean, std, 95% CI) of every quantity, onset of overfitting, activation statistics."""
+    rows = []
+    for section in sections:
+        for group in section.groups:
+            completed = group.completed
+            row: dict[str, Any] = {"label": group.label}
+            for name, read in SPREAD_QUANTITIES.items():
+                s = spread([read(r) for r in completed])
+                row.update({f"{name}_mean": s.mean, f"{name}_std": s.std, f"{name}_ci95": s.ci95})
+            onsets = [r.onset_epoch for r in completed if not math.isnan(r.onset_epoch)]
+            row["overfit_runs"] = len(onsets)  # seeds in which validation loss turned up
+            row["onset_epoch_mean"] = _mean(onsets)
+            for stat in ACTIVATION_STATS:
+                row[stat] = _mean(r.activation_stats.get(stat, math.nan) for r in completed)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _reference_key(group: ConfigGroup) -> tuple:
+    """What a group and its reference share: everything but the activations (and leaky_relu's slope)."""
+    return tuple((k, v) for k, v in group.identity if not k.startswith("model.activation."))
+
+
+def comparison_frame(sections: list[TaskSection], test: str = "welch") -> pd.DataFrame:
+    """Each group's test metric against its reference (the same config with sigmoid/tanh/tanh), two-sided,
+    Holm-corrected over the comparisons of one task section and cell."""
+    rows = []
+    for section in sections:
+        families: dict[tuple, list[ConfigGroup]] = {}
+        for group in section.groups:
+            families.setdefault((group.cell, group.metric_name), []).append(group)
+        for members in families.values():
+            references = {_reference_key(g): g for g in members
+                          if dict(zip(ACTIVATION_SLOTS, g.activations)) == DEFAULT_SLOTS}
+            family = []
+            for group in members:
+                reference = references.get(_reference_key(group))
+                row = {"label": group.label, "reference": "", "diff_vs_reference": math.nan,
+                       "p_value": math.nan, "p_holm": math.nan, "significant": False, "test": ""}
+                if reference is not None and reference is not group:
+                    a, b = group.test_metrics(), reference.test_metrics()
+                    row.update(reference=reference.config_label, test=test,
+                               diff_vs_reference=spread(a).mean - spread(b).mean,
+                               p_value=two_sample_p(a, b, test))
+                    family.append(row)
+                rows.append(row)
+            for row, adjusted in zip(family, holm([r["p_value"] for r in family])):
+                row["p_holm"] = adjusted
+                row["significant"] = bool(adjusted < ALPHA)
+    return pd.DataFrame(rows, columns=["label", *COMPARISON_COLUMNS])
+
+
 def summary_frame(sections: list[TaskSection]) -> pd.DataFrame:
     """One row per group, in section order; numbers at full precision (summary.csv)."""
     rows = []
@@ -609,16 +738,56 @@ def _baseline_text(section: TaskSection) -> str:
 TABLE_HEADERS = [
     "model", "activations (gate,candidate,output)", "other", "metric", "test metric", "test loss",
     "n", "diverged", "failed", "gap metric", "gap loss", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "s/epoch",
+    "95% CI test metric", "vs reference: Δ, p (Holm)", "overfit onset (epoch, runs)", "decay/step",
+    "saturated gates", "dead cand.", "mean |c| or |h|",
 ]
+SIGNIFICANT_MARK = "*"  # beside a test metric that differs from its reference after Holm correction
+
+
+def _ci_text(row: pd.Series) -> str:
+    mean, half = row.get("test_metric_mean", math.nan), row.get("test_metric_ci95", math.nan)
+    if mean is None or half is None or math.isnan(mean) or math.isnan(half):
+        return "—"
+    return f"[{_fmt(mean - half, 3)}, {_fmt(mean + half, 3)}]"
+
+
+def _comparison_text(row: pd.Series) -> str:
+    if not row.get("test"):
+        return "reference" if row.get("label") and _is_reference_row(row) else "—"
+    if math.isnan(row["diff_vs_reference"]):
+        return "no completed runs to compare"
+    mark = SIGNIFICANT_MARK if row.get("significant") else ""
+    return f"{_fmt(row['diff_vs_reference'], 2)}, p={_fmt(row['p_holm'], 2)}{mark}"
+
+
+def _is_reference_row(row: pd.Series) -> bool:
+    return (row["gate"], row["candidate"], row["output"]) == tuple(DEFAULT_SLOTS.values())
+
+
+def _onset_text(row: pd.Series) -> str:
+    runs = row.get("overfit_runs", 0)
+    if not runs or (isinstance(runs, float) and math.isnan(runs)):
+        return "none"
+    return f"{_fmt(row['onset_epoch_mean'], 3)} ({int(runs)}/{row['n_seeds']})"
+
+
+def _state_text(row: pd.Series) -> str:
+    cell_state, hidden = row.get("mean_abs_cell_state", math.nan), row.get("mean_abs_hidden_state", math.nan)
+    if cell_state is not None and not math.isnan(cell_state):
+        return f"|c| {_fmt(cell_state, 3)}"
+    if hidden is not None and not math.isnan(hidden):
+        return f"|h| {_fmt(hidden, 3)}"
+    return "—"
 
 
 def _table_cells(row: pd.Series) -> list[str]:
+    mark = f" {SIGNIFICANT_MARK}" if row.get("significant") is True else ""
     return [
         str(row["model"]),
         f"{row['gate']},{row['candidate']},{row['output']}",
         str(row["other"]),
         str(row["metric"]),
-        _fmt_mean_std(row["test_metric_mean"], row["test_metric_std"]),
+        _fmt_mean_std(row["test_metric_mean"], row["test_metric_std"]) + mark,
         _fmt_mean_std(row["test_loss_mean"], row["test_loss_std"]),
         str(row["n_seeds"]) + (f" (+{row['running']} running)" if row["running"] else ""),
         str(row["diverged"]),
@@ -627,6 +796,13 @@ def _table_cells(row: pd.Series) -> list[str]:
         _fmt(row["gap_loss"], 3),
         _fmt(row["vanishing_ratio"], 3),
         _fmt(row["seconds_per_epoch"], 3),
+        _ci_text(row),
+        _comparison_text(row),
+        _onset_text(row),
+        _fmt(row.get("decay_per_step_mean", math.nan), 3),
+        _fmt(row.get("gate_saturated_fraction", math.nan), 2),
+        _fmt(row.get("candidate_dead_fraction", math.nan), 2),
+        _state_text(row),
     ]
 
 
@@ -635,8 +811,25 @@ def _section_rows(summary: pd.DataFrame, section: TaskSection) -> pd.DataFrame:
     return summary[summary["label"].isin(labels)]
 
 
+def statistics_note(test: str) -> str:
+    """What the statistics columns mean; shared by summary.md and index.html."""
+    return (
+        "95% CI: t interval of the mean test metric over seeds. vs reference: mean test metric minus that of "
+        f"the same configuration with sigmoid gates and tanh candidate and output; two-sided {TESTS[test]}, "
+        f"p-values Holm-corrected within each task and cell; {SIGNIFICANT_MARK} marks p_Holm < {ALPHA}. "
+        "Overfit onset: epoch of lowest validation loss where validation loss then rose (>1%) while training "
+        "loss kept falling (mean over the seeds where it happened). decay/step: slope of log10 ‖∂L/∂h_t‖ "
+        "against t in decades per step (positive: the gradient shrinks going back in time). Saturated gates: "
+        "fraction of gate outputs < 0.01 or > 0.99; dead cand.: fraction of candidate units that are 0 on the "
+        "whole probe batch; mean |c| is the LSTM cell state, |h| the hidden state of cells without one "
+        "(all on the probe batch at the last probe)."
+        + (" With 3 seeds a side, Mann–Whitney U cannot reach p < 0.05 (smallest p = 0.1)." if test == "mannwhitney"
+           else "")
+    )
+
+
 def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection],
-                   plots: dict[str, list[Path]], skipped: list[tuple[Path, str]]) -> None:
+                   plots: dict[str, list[Path]], skipped: list[tuple[Path, str]], test: str = "welch") -> None:
     lines = [
         "# actstudy report",
         "",
@@ -645,6 +838,8 @@ def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection
         "Gaps are at the last epoch (gap metric = train − val, gap loss = val − train). "
         "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖ is read from grad_by_step.csv at the last probed epoch "
         "(strongly negative: gradients vanish going back in time).",
+        "",
+        statistics_note(test),
         "",
     ]
     for section in sections:
@@ -675,7 +870,10 @@ def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection
 CONSOLE_HEADERS = [
     "model", "gate,cand,out", "other", "metric", "test metric", "test loss",
     "n", "div", "fail", "gap metric", "gap loss", "log10 g₁/g_T", "s/epoch",
+    "95% CI", "vs ref Δ, p", "onset", "decay/step", "sat", "dead", "|state|",
 ]
+# The console shows the core columns only: a terminal has no room for all of them (summary.md has all).
+CONSOLE_KEEP = 15
 TEXT_COLUMNS = ("model", "gate,cand,out", "other", "metric")
 
 
@@ -691,6 +889,7 @@ def print_tables(console: Console, summary: pd.DataFrame, sections: list[TaskSec
             metric = section.metric_names[0]
             headers[headers.index("test metric")] = f"test {metric}"
             dropped.append(headers.index("metric"))
+        dropped += [headers.index("95% CI"), *range(CONSOLE_KEEP, len(headers))]  # summary.md has them all
         headers = [h for i, h in enumerate(headers) if i not in dropped]
         cells = [[c for i, c in enumerate(row) if i not in dropped] for row in cells]
         table = Table(title=escape(f"{section.title} — baseline: {_baseline_text(section)}"),
@@ -737,13 +936,48 @@ def _new_figure(width: float, height: float):
 def _save(figure, path: Path) -> Path:
     # Light compression: encoding is a third of the time of a plot at level 6, for files barely smaller.
     figure.savefig(path, dpi=PLOT_DPI, bbox_inches="tight", pil_kwargs={"compress_level": 1})
+    # The same figure as SVG, for papers: vector lines scale to any column width. Text stays text (not glyph
+    # outlines): editable, smaller, and 12% faster to write over a report.
+    from matplotlib import rc_context
+
+    with rc_context({"svg.fonttype": "none"}):
+        figure.savefig(path.with_suffix(".svg"), bbox_inches="tight")
     return path
 
 
-def _legend(ax, handles: list, n_configs: int) -> None:
+# Beyond this many configurations a section's colours are explained once, in legend_<task>.png, rather than
+# beside every plot: a 50-entry legend repeated on each plot hides the plots and is most of the drawing time.
+LEGEND_INLINE_MAX = 12
+SHARED_LEGEND_NOTE = "colours: one per configuration,\nsee legend_{slug}"
+
+
+def _shared_legend_handle(slug: str):
+    from matplotlib.patches import Patch
+
+    return Patch(facecolor="none", edgecolor="none", label=SHARED_LEGEND_NOTE.format(slug=slug))
+
+
+def _legend(ax, handles: list, n_configs: int, slug: str = "") -> None:
+    if n_configs > LEGEND_INLINE_MAX:
+        handles = [_shared_legend_handle(slug)] + handles[n_configs:]
+        n_configs = 0
     columns = max(1, math.ceil(n_configs / 25))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
               frameon=False, ncols=columns)
+
+
+def plot_legend(section: TaskSection, colours: dict[str, Any], path: Path) -> Path | None:
+    """The section's colours, once, when there are too many configurations to repeat them beside every plot."""
+    from matplotlib.figure import Figure
+
+    if len(section.groups) <= LEGEND_INLINE_MAX:
+        return None
+    columns = min(3, math.ceil(len(section.groups) / 20))
+    rows = math.ceil(len(section.groups) / columns)
+    figure = Figure(figsize=(4.6 * columns, 0.22 * rows + 0.6), dpi=PLOT_DPI)
+    figure.legend(handles=_config_handles(section.groups, colours), loc="center", ncols=columns,
+                  fontsize="small", frameon=False, title=f"{section.title}: one colour per configuration")
+    return _save(figure, path)
 
 
 def _config_handles(groups: list[ConfigGroup], colours: dict[str, Any]) -> list:
@@ -881,7 +1115,7 @@ def plot_curves(section: TaskSection, colours: dict[str, Any], path: Path) -> Pa
     ]
     if baselines:
         handles.append(Line2D([], [], color="grey", lw=1.2, label="baseline loss (memoryless)"))
-    _legend(ax, handles, len(drawn))
+    _legend(ax, handles, len(drawn), section.slug)
     return _save(figure, path)
 
 
@@ -899,7 +1133,7 @@ def plot_gap(section: TaskSection, colours: dict[str, Any], path: Path) -> Path:
     ax.grid(alpha=0.3)
     drawn = _drawn_groups(section, gaps)
     handles = _config_handles(drawn, colours) + [_band_handle(), Line2D([], [], color="black", lw=0.8, label="no gap")]
-    _legend(ax, handles, len(drawn))
+    _legend(ax, handles, len(drawn), section.slug)
     return _save(figure, path)
 
 
@@ -923,7 +1157,7 @@ def plot_grad_by_step(section: TaskSection, colours: dict[str, Any], path: Path)
     ax.grid(alpha=0.3, which="major")
     ax.grid(alpha=0.1, which="minor", axis="y")
     drawn = _drawn_groups(section, norms)
-    _legend(ax, _config_handles(drawn, colours) + [_band_handle()], len(drawn))
+    _legend(ax, _config_handles(drawn, colours) + [_band_handle()], len(drawn), section.slug)
     return _save(figure, path)
 
 
@@ -951,6 +1185,13 @@ def plot_final(section: TaskSection, metric_name: str, colours: dict[str, Any], 
     baselines = [b[1] for g in groups for b in [g.baseline] if not math.isnan(b[1])]
     for value in sorted(set(baselines)):
         ax.axhline(value, color="grey", ls="--", lw=1.2, zorder=0)
+    published_lines = {}
+    if section.task_name == "mnist1d" and metric_name == "accuracy":
+        from actstudy.published import MNIST1D_REFERENCE_LINES as published_lines
+    for model_name, value in published_lines.items():  # other models' published test accuracy, as lines
+        ax.axhline(value, color="dimgrey", ls=":", lw=1.0, zorder=0)
+        ax.text(1.0, value, f" {model_name} {value:.0%}", transform=blended_transform_factory(ax.transAxes, ax.transData),
+                va="center", ha="left", fontsize="x-small", color="dimgrey")
     ax.set_xticks(range(len(groups)))
     # Two-line labels read well upright or slightly turned; steeply turned, one line reads better.
     tick_labels = [_legend_label(g) if len(groups) > 12 else _legend_label(g).replace(" (", "\n(") for g in groups]
@@ -969,39 +1210,203 @@ def plot_final(section: TaskSection, metric_name: str, colours: dict[str, Any], 
     ]
     if baselines:
         handles.append(Line2D([], [], color="grey", ls="--", lw=1.2, label=f"baseline {metric_name} (memoryless)"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    if published_lines:
+        handles.append(Line2D([], [], color="dimgrey", ls=":", lw=1.0,
+                              label="published test accuracy\n(Greydanus & Kobak 2024)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12 if published_lines else 1.01, 1.0),
+              fontsize="small", frameon=False)
     return _save(figure, path)
 
 
+HEATMAP_MAX_GROUPS = 12  # beyond this the panels become too small to read (and slow to draw); the rest are counted
+
+
+def plot_grad_heatmap(section: TaskSection, path: Path) -> Path | None:
+    """‖∂L/∂h_t‖ over epochs × t, one panel per configuration, geometric mean over seeds, shared colour scale."""
+    panels, hidden = [], 0
+    for group in section.groups:
+        tables = [r.grad_table for r in group.completed if r.grad_table is not None]
+        if not tables:
+            continue
+        if len(panels) == HEATMAP_MAX_GROUPS:
+            hidden += 1
+            continue
+        frame = pd.DataFrame({
+            "epoch": np.concatenate([t["epoch"] for t in tables]),
+            "t": np.concatenate([t["t"] for t in tables]),
+            "g": np.concatenate([t["grad_norm"] for t in tables]),
+        })
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frame["g"] = np.log10(frame["g"].where(frame["g"] > 0))
+        grid = frame.groupby(["epoch", "t"])["g"].mean().unstack("t")  # (epochs, T)
+        panels.append((group, grid))
+    if not panels:
+        return None
+    shown = panels
+    values = np.concatenate([grid.to_numpy().ravel() for _, grid in shown])
+    values = values[np.isfinite(values)]
+    low, high = (float(values.min()), float(values.max())) if values.size else (-1.0, 0.0)
+    columns = min(3, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    from matplotlib.figure import Figure
+
+    # Fixed spacing rather than a constrained layout: with a dozen panels the layout solver was half the time.
+    figure = Figure(figsize=(4.2 * columns + 1.2, 3.0 * rows + 0.8), dpi=PLOT_DPI)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    height = 3.0 * rows + 0.8
+    figure.subplots_adjust(hspace=0.55, wspace=0.35, top=1 - 0.9 / height)  # room for the two title lines
+    image = None
+    for ax, (group, grid) in zip(axes.ravel(), shown):
+        epochs, steps = grid.index.to_numpy(), grid.columns.to_numpy()
+        # one row per probed epoch, evenly spaced: probes are not always equally far apart
+        image = ax.imshow(grid.to_numpy(), aspect="auto", origin="lower", cmap="viridis", vmin=low, vmax=high,
+                          extent=(steps.min() - 0.5, steps.max() + 0.5, -0.5, len(epochs) - 0.5),
+                          interpolation="nearest")
+        ax.set_yticks(range(len(epochs)), [str(int(e)) for e in epochs], fontsize="x-small")
+        ax.set_title(_legend_label(group), fontsize="small")
+        ax.set_xlabel("time step t")
+        ax.set_ylabel("epoch (probed)")
+    for ax in axes.ravel()[len(shown):]:
+        ax.set_visible(False)
+    if image is not None:
+        figure.colorbar(image, ax=axes, label="log10 ‖∂L/∂h_t‖ (geometric mean over seeds)", shrink=0.8)
+    more = f"; {hidden} more configurations not shown" if hidden > 0 else ""
+    figure.suptitle(f"{section.title}: gradient norm over epochs × time steps{more}", y=1 - 0.2 / height)
+    return _save(figure, path)
+
+
+ACTIVATION_PANELS = (
+    ("gate_saturated_fraction", "saturated gate outputs\n(fraction < 0.01 or > 0.99)"),
+    ("candidate_dead_fraction", "dead candidate units\n(fraction, 0 on the whole probe batch)"),
+    ("mean_abs_state", "mean |c_t| (LSTM) or |h_t|\n(other cells), state units"),
+)
+
+
+def plot_activation_stats(section: TaskSection, colours: dict[str, Any], path: Path) -> Path | None:
+    """The probe's activation statistics over epochs, mean over seeds, one colour per configuration."""
+    from matplotlib.figure import Figure
+
+    if not any(r.activation_curves for g in section.groups for r in g.completed):
+        return None
+    figure = Figure(figsize=(14, 4.2), dpi=PLOT_DPI, layout="constrained")
+    axes = figure.subplots(1, len(ACTIVATION_PANELS))
+    drawn = []
+    for ax, (stat, title) in zip(axes, ACTIVATION_PANELS):
+        pieces = []
+        for index, group in enumerate(section.groups):
+            for run in group.completed:
+                curve = run.activation_curves.get(stat)
+                if stat == "mean_abs_state":
+                    curve = run.activation_curves.get("mean_abs_cell_state") or run.activation_curves.get(
+                        "mean_abs_hidden_state")
+                if curve is not None:
+                    pieces.append((index, curve[0], curve[1]))
+        bands = _bands(pieces)  # one groupby for every configuration at once
+        positive = np.concatenate([b.high for b in bands.values()] + [np.empty(0)])
+        positive = positive[np.isfinite(positive) & (positive > 0)]
+        log_scale = stat == "mean_abs_state" and positive.size and positive.max() / positive.min() > 100
+        if log_scale:  # an exploding state (relu) would flatten every other curve on a linear axis
+            ax.set_yscale("log")
+        _draw_bands(ax, bands, section.groups, colours, positive_only=bool(log_scale))
+        drawn += [g for g in _drawn_groups(section, bands) if g not in drawn]
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("epoch")
+        _integer_ticks(ax.xaxis)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of units (0–1)")
+    axes[2].set_ylabel("mean absolute value" + (" (log scale)" if axes[2].get_yscale() == "log" else ""))
+    handles = _config_handles(drawn, colours) + [_band_handle()]
+    if len(drawn) > LEGEND_INLINE_MAX:
+        handles = [_shared_legend_handle(section.slug), _band_handle()]
+    figure.legend(handles=handles, loc="outside lower center", fontsize="small", frameon=False,
+                  ncols=min(4, len(handles)))
+    figure.suptitle(f"{section.title}: activation statistics on the probe batch (mean over seeds, {BAND_DESCRIPTION})")
+    return _save(figure, path)
+
+
+# What the plot workers read: set before the pool forks, so the runs are shared, not pickled.
+_PLOT_INPUT: tuple[list[TaskSection], dict[str, Any]] | None = None
+
+
+def _draw_one(job: tuple[str, int, str, Path]) -> Path | None:
+    kind, index, metric_name, path = job
+    sections, colours = _PLOT_INPUT
+    section = sections[index]
+    if kind == "curves":
+        return plot_curves(section, colours, path)
+    if kind == "gap":
+        return plot_gap(section, colours, path)
+    if kind == "grad_by_step":
+        return plot_grad_by_step(section, colours, path)
+    if kind == "grad_heatmap":
+        return plot_grad_heatmap(section, path)
+    if kind == "activations":
+        return plot_activation_stats(section, colours, path)
+    if kind == "legend":
+        return plot_legend(section, colours, path)
+    return plot_final(section, metric_name, colours, path)
+
+
+def _plot_workers(n_jobs: int) -> int:
+    """Processes for drawing: matplotlib is single-threaded, and plots are most of a report's time."""
+    import multiprocessing
+
+    if n_jobs < 4 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4, n_jobs))
+
+
 def write_plots(sections: list[TaskSection], out_dir: Path) -> dict[str, list[Path]]:
-    """Four kinds of plot per task (the final one per metric where a task has several); by section slug."""
-    colours = colour_map(sections)
-    written: dict[str, list[Path]] = {}
-    for section in sections:
+    """Six kinds of plot per task (the final one per metric where a task has several); by section slug.
+
+    Drawn in parallel processes where there are cores to spare; the result does not depend on it.
+    """
+    global _PLOT_INPUT
+    jobs: list[tuple[str, int, str, Path]] = []
+    for index, section in enumerate(sections):
         slug = section.slug
-        files = [
-            plot_curves(section, colours, out_dir / f"curves_{slug}.png"),
-            plot_gap(section, colours, out_dir / f"gap_{slug}.png"),
-            plot_grad_by_step(section, colours, out_dir / f"grad_by_step_{slug}.png"),
-        ]
+        for kind in ("legend", "curves", "gap", "grad_by_step", "grad_heatmap", "activations"):
+            jobs.append((kind, index, "", out_dir / f"{kind}_{slug}.png"))
         metric_names = section.metric_names
         for metric_name in metric_names:
             suffix = "" if len(metric_names) == 1 else f"_{_file_safe(metric_name)}"
-            files.append(plot_final(section, metric_name, colours, out_dir / f"final_{slug}{suffix}.png"))
-        written[slug] = files
+            jobs.append(("final", index, metric_name, out_dir / f"final_{slug}{suffix}.png"))
+    _PLOT_INPUT = (sections, colour_map(sections))
+    try:
+        workers = _plot_workers(len(jobs))
+        if workers == 1:
+            results = [_draw_one(job) for job in jobs]
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                results = list(pool.map(_draw_one, jobs))
+    finally:
+        _PLOT_INPUT = None
+    written: dict[str, list[Path]] = {s.slug: [] for s in sections}
+    for (_, index, _, _), path in zip(jobs, results):
+        if path is not None:  # a heatmap or activation plot with nothing to show is not drawn
+            written[sections[index].slug].append(path)
     return written
 
 
 # ------------------------------------------------------------------------------------------ the report
 
 
-def write_report(dirs: list[Path], out: Path | None, console: Console) -> ReportResult:
+def write_report(dirs: list[Path], out: Path | None, console: Console, test: str = "welch") -> ReportResult:
     """Report every run directory below `dirs` into `out` (default: the first dir's `report/` folder).
 
     Raises ReportError when a dir does not exist or no readable run is found; an unreadable run directory
     only costs a one-line warning.
     """
     dirs = [Path(d) for d in dirs]
+    if test not in TESTS:
+        raise ReportError(f"--test {test!r} is not valid; choose one of: {', '.join(TESTS)}")
     if not dirs:
         raise ReportError("no directory given to report on")
     for directory in dirs:
@@ -1023,6 +1428,10 @@ def write_report(dirs: list[Path], out: Path | None, console: Console) -> Report
 
     sections = build_sections(group_runs(runs))
     summary = summary_frame(sections)
+    extra = statistics_frame(sections)
+    extra = extra[[c for c in extra.columns if c == "label" or c not in summary.columns]]  # mean/std known
+    summary = summary.merge(extra, on="label", how="left")
+    summary = summary.merge(comparison_frame(sections, test), on="label", how="left")
 
     out_dir = Path(out) if out is not None else dirs[0] / REPORT_DIR_NAME
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1030,10 +1439,15 @@ def write_report(dirs: list[Path], out: Path | None, console: Console) -> Report
     summary.to_csv(csv_path, index=False)
     plots = write_plots(sections, out_dir)
     md_path = out_dir / "summary.md"
-    write_markdown(md_path, summary, sections, plots, skipped)
+    write_markdown(md_path, summary, sections, plots, skipped, test)
+    from actstudy.html_report import write_html, write_latex  # the page and the paper's table
+
+    tex_path = write_latex(out_dir / "summary.tex", summary, sections, test)
+    html_path = write_html(out_dir / "index.html", summary, sections, plots, skipped, dirs, test)
 
     print_tables(console, summary, sections)
-    files = [csv_path, md_path] + [p for paths in plots.values() for p in paths]
+    plot_files = [p for paths in plots.values() for p in paths]
+    files = [csv_path, md_path, tex_path, html_path] + plot_files + [p.with_suffix(".svg") for p in plot_files]
     skipped_note = f", {len(skipped)} run directories skipped" if skipped else ""
     console.print(f"{len(runs)} runs in {len(summary)} configurations{skipped_note}; {len(files)} files written",
                   soft_wrap=True)

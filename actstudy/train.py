@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from actstudy.config import plain
 from actstudy.model import SequenceModel, count_parameters
+from actstudy.probe import activation_stats
 from actstudy.tasks import build_task
 
 log = logging.getLogger("actstudy")
@@ -239,11 +240,16 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
     clip = cfg.train.clip_grad if cfg.train.clip_grad is not None else math.inf  # inf: measure, don't clip
     metrics: list[dict] = []
     grad_rows: list[dict] = []
+    stat_rows: list[dict] = []
 
     def probe(epoch: int) -> None:
         profile = grad_norm_by_step(model, task, probe_x, probe_y, device, probe_len)
         grad_rows.extend({"epoch": epoch, "t": t + 1, "grad_norm": g} for t, g in enumerate(profile))
         write_csv(run_dir / "grad_by_step.csv", ["epoch", "t", "grad_norm"], grad_rows)
+        # saturated gates, dead candidate units, |c_t|: the mechanism behind the numbers (actstudy/probe.py)
+        stats = activation_stats(model, probe_x.to(device))
+        stat_rows.extend({"epoch": epoch, "stat": k, "value": v} for k, v in stats.items())
+        write_csv(run_dir / "activation_stats.csv", ["epoch", "stat", "value"], stat_rows)
 
     write_csv(run_dir / "metrics.csv", METRIC_COLUMNS, metrics)  # a run that diverges at once still has one
     probe(0)

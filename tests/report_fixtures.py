@@ -42,10 +42,14 @@ def write_fake_run(run_dir: Path, config: dict, *, status: str = "completed",
                    gap_loss: float = 0.01, train_metric: Sequence[float] | None = None, gap_metric: float = 0.05,
                    test_loss: float = 0.05, test_metric: float = 0.5, seconds: float = 0.5,
                    grad_profile: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0),
-                   grad_profile_start: Sequence[float] | None = None) -> Path:
+                   grad_profile_start: Sequence[float] | None = None,
+                   activation_stats: dict[str, float] | None = None, val_loss: Sequence[float] | None = None,
+                   overrides: Sequence[str] | None = None) -> Path:
     """Write one run directory.
 
-    Validation loss is train loss + gap_loss at every epoch; validation metric is train metric − gap_metric.
+    Validation loss is train loss + gap_loss at every epoch (unless `val_loss` is given); validation metric is
+    train metric − gap_metric. `activation_stats` (stat → value) is written for epoch 0 (halved) and the last
+    epoch; `overrides` as Hydra's .hydra/overrides.yaml.
     grad_by_step.csv holds epoch 0 (grad_profile_start, default all ones) and the last epoch (grad_profile),
     so a report that used the wrong epoch would get a different vanishing ratio.
     """
@@ -62,9 +66,17 @@ def write_fake_run(run_dir: Path, config: dict, *, status: str = "completed",
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return run_dir
 
+    val_loss_given = val_loss
     lines = ["epoch,train_loss,train_metric,val_loss,val_metric,gap_loss,gap_metric,grad_norm,seconds"]
+    if overrides is not None:
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+    if activation_stats:
+        rows = [f"{epoch},{stat},{value * (0.5 if epoch == 0 else 1.0)!r}"
+                for epoch in (0, epochs) for stat, value in activation_stats.items()]
+        (run_dir / "activation_stats.csv").write_text("epoch,stat,value\n" + "\n".join(rows) + "\n")
     for e in range(epochs):
-        val_loss = train_loss[e] + gap_loss
+        val_loss = train_loss[e] + gap_loss if val_loss_given is None else val_loss_given[e]
         val_metric = train_metric[e] - gap_metric
         lines.append(",".join(repr(float(v)) if isinstance(v, float) else str(v) for v in (
             e + 1, float(train_loss[e]), float(train_metric[e]), float(val_loss), float(val_metric),
@@ -133,5 +145,10 @@ def write_example_study(root: Path, seeds: int = 3) -> list[Path]:
                     train_loss=train, gap_loss=gap * (1 + 0.3 * rng.normal()),
                     train_metric=[min(1.0, metric * (1 - decay ** (e + 1))) for e in range(epochs)],
                     test_loss=train[-1] + gap, test_metric=metric + 0.05 * rng.normal(),
-                    seconds=0.4 + 0.1 * rng.random(), grad_profile=profile))
+                    seconds=0.4 + 0.1 * rng.random(), grad_profile=profile,
+                    activation_stats={"gate_saturated_fraction": 0.1 + 0.2 * rng.random(),
+                                      "candidate_dead_fraction": 0.3 * rng.random() if "relu" in acts else 0.0,
+                                      ("mean_abs_cell_state" if cell == "lstm" else "mean_abs_hidden_state"):
+                                          0.5 + rng.random()},
+                    overrides=[f"model={cell}", f"task={task}", f"seed={seed}"]))
     return written

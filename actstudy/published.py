@@ -1,0 +1,86 @@
+"""Published results to show beside ours (facts from docs: reference.md §3), each with its source.
+
+A result applies to a configuration group when task, sequence length and cell match; the settings the
+publication used beyond that (sizes, optimiser, readout) are listed in `setting`, and the report names every
+one where our run differs, so a reader sees whether the comparison is like for like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ARJOVSKY = "Arjovsky, Shah & Bengio 2016, Unitary evolution RNNs"
+BAI = "Bai, Kolter & Koltun 2018, An empirical evaluation of generic convolutional and recurrent networks"
+GREYDANUS = "Greydanus & Kobak 2024, Scaling down deep learning with MNIST-1D"
+CLASSIC = {"model.activation.gate": "sigmoid", "model.activation.candidate": "tanh"}
+LSTM_CLASSIC = {**CLASSIC, "model.activation.output": "tanh"}
+IRNN = {"model.activation.candidate": "relu", "model.init": "irnn"}
+TANH_RNN = {"model.activation.candidate": "tanh", "model.init": "default"}
+ARJOVSKY_SETTING = {"model.hidden_size": 128, "optim.name": "rmsprop", "optim.lr": 0.001, "train.clip_grad": 1.0}
+
+
+@dataclass(frozen=True)
+class Published:
+    task: str
+    seq_lens: tuple[Any, ...] | None  # None: the task has no length
+    cell: str
+    identity: dict[str, Any]  # what makes it this model (activations, init): must match to apply at all
+    result: str  # the published figure, as text
+    source: str
+    setting: dict[str, Any] = field(default_factory=dict)  # further published settings, compared and named
+    value: float | None = None  # the figure as a number in our metric or loss, where there is one
+    quantity: str = ""  # "loss" or "metric": what `value` is
+
+
+PUBLISHED = [
+    Published("adding", (100, 200, 400, 750), "lstm", LSTM_CLASSIC,
+              "clearly below the baseline MSE 0.167 up to T=400", ARJOVSKY, ARJOVSKY_SETTING),
+    Published("adding", (100, 200, 400, 750), "rnn", TANH_RNN, "never below the baseline MSE 0.167", ARJOVSKY,
+              ARJOVSKY_SETTING),
+    Published("adding", (100, 200, 400, 750), "rnn", IRNN, "never below the baseline MSE 0.167", ARJOVSKY,
+              ARJOVSKY_SETTING),
+    Published("adding", (600,), "lstm", LSTM_CLASSIC, "test MSE 0.164", BAI, {}, 0.164, "loss"),
+    Published("adding", (600,), "gru", CLASSIC, "test MSE 5.3e-5", BAI, {}, 5.3e-5, "loss"),
+    Published("adding", (600,), "rnn", TANH_RNN, "test MSE 0.177", BAI, {}, 0.177, "loss"),
+    Published("copy", (100,), "lstm", LSTM_CLASSIC, "beats the memoryless baseline (CE 0.173)", ARJOVSKY,
+              ARJOVSKY_SETTING),
+    Published("copy", (200, 300, 500), "lstm", LSTM_CLASSIC, "does not beat the memoryless baseline", ARJOVSKY,
+              ARJOVSKY_SETTING),
+    Published("copy", (1000,), "lstm", LSTM_CLASSIC, "CE 0.0204 (baseline 0.0204)", BAI, {}, 0.0204, "loss"),
+    Published("copy", (1000,), "gru", CLASSIC, "CE 0.0197 (baseline 0.0204)", BAI, {}, 0.0197, "loss"),
+    Published("copy", (1000,), "rnn", TANH_RNN, "CE 0.0202 (baseline 0.0204)", BAI, {}, 0.0202, "loss"),
+    Published("mnist1d", None, "gru", CLASSIC, "test accuracy 91% (98.2% train vs 89.1% test at step 6,000)",
+              GREYDANUS,
+              {"model.hidden_size": 6, "model.bidirectional": True, "model.readout": "all", "optim.name": "adam",
+               "optim.lr": 0.01, "train.batch_size": 100}, 0.91, "metric"),
+]
+# Other published MNIST-1D test accuracies, drawn as reference lines beside our models (same source).
+MNIST1D_REFERENCE_LINES = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94, "GRU": 0.91, "human": 0.96}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(b)))
+    return a == b
+
+
+def published_for(task: str, seq_len: Any, cell: str, config: dict[str, Any]) -> list[tuple[Published, list[str]]]:
+    """The published results that apply to one configuration, each with how our setting differs (empty: same)."""
+    found = []
+    for entry in PUBLISHED:
+        if entry.task != task or entry.cell != cell:
+            continue
+        if entry.seq_lens is not None and seq_len not in entry.seq_lens:
+            continue
+        if not all(_same(config.get(k, _default(k)), v) for k, v in entry.identity.items()):
+            continue
+        differences = [f"{k}={config.get(k, '—')} (published {v})"
+                       for k, v in entry.setting.items() if not _same(config.get(k, _default(k)), v)]
+        found.append((entry, differences))
+    return found
+
+
+def _default(key: str) -> Any:
+    # older runs have no init key: their recurrence used the default initialisation
+    return {"model.init": "default", "model.bidirectional": False, "model.readout": "last"}.get(key)
