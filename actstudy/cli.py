@@ -56,8 +56,10 @@ def _hydra_main():
 
 def _launch(overrides: list[str], multirun: bool) -> None:
     from actstudy.config import register_configs
+    from actstudy.sweeps import register_resolver
 
     register_configs()
+    register_resolver()
     argv = sys.argv
     sys.argv = ["actstudy", *overrides, *(["--multirun"] if multirun else [])]
     try:
@@ -81,6 +83,49 @@ def _preflight(overrides: list[str], quiet: bool, dir_key: str) -> tuple[list[li
     if quiet:
         overrides = [*overrides, "quiet=true"]
     return jobs, overrides
+
+
+def _expand(overrides: list[str]) -> list[list[str]]:
+    """Every job the overrides mean, a study's axes (`hydra.sweeper.params`) included."""
+    from actstudy.sweeps import missing_plugin, sweep_arguments
+
+    problem = missing_plugin(overrides)
+    if problem:
+        fail(problem)
+    try:
+        first = next(expand_overrides([o for o in overrides if not o.startswith("hydra/")]))
+        params = compose(first, with_hydra=True).hydra.sweeper.get("params") or {}
+        return sweep_arguments(overrides, dict(params))
+    except ConfigError as err:
+        fail(str(err))
+
+
+def _plan_sweep(overrides: list[str], quiet: bool):
+    """Compose and check every job; decide the sweep directory and each run's directory and state;
+    split the cores between a parallel launcher's jobs. Returns the plan and the overrides for Hydra."""
+    from actstudy.sweeps import default_sweep_dir, plan, threads_per_job
+    from actstudy.train import usable_cores
+
+    jobs = _expand(overrides)
+    try:
+        cfgs = [compose(job) for job in jobs]
+        for cfg in cfgs:
+            check_buildable(cfg)
+        hydra_cfg = compose([*jobs[0], *(o for o in overrides if o.startswith("hydra/"))], with_hydra=True).hydra
+    except ConfigError as err:
+        fail(str(err))
+    if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
+        study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
+        overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study)}"]
+    threads, warning = threads_per_job(hydra_cfg.get("launcher"), usable_cores())
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if threads is not None and not any(o.startswith("threads=") for o in overrides):
+        overrides = [*overrides, f"threads={threads}"]  # not part of a run's identity (sweeps.IGNORED_KEYS)
+    if quiet:
+        overrides = [*overrides, "quiet=true"]
+    sweep_plan = plan(list(zip(jobs, cfgs)), Path(_override_value(overrides, "hydra.sweep.dir")))
+    return sweep_plan, overrides
 
 
 def _override_value(overrides: list[str], key: str) -> str:
@@ -107,18 +152,33 @@ def run(
 
     With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores.
     """
+    from actstudy.sweeps import FINISHED, read_summary, run_dir_name, run_id, run_state
+
     overrides = list(overrides or [])
-    try:
-        jobs = list(expand_overrides(overrides))
-    except ConfigError as err:
-        fail(str(err))
+    jobs = _expand(overrides)
     if len(jobs) > 1:
         fail(f"these overrides mean {len(jobs)} runs; use `actstudy sweep` for a sweep: {' '.join(overrides)}")
+    try:
+        cfg = compose(jobs[0])
+    except ConfigError as err:
+        fail(str(err))
+    if not any(o.startswith("hydra.run.dir=") for o in overrides):
+        overrides = [*overrides, f"hydra.run.dir=outputs/runs/{run_dir_name(cfg)}"]
     _, overrides = _preflight(overrides, quiet, "hydra.run.dir")
-    _launch(overrides, multirun=False)
-    if not _results:
-        raise typer.Exit(1)
-    summary = _results[-1]
+    run_dir = Path(_override_value(overrides, "hydra.run.dir"))
+    state = run_state(run_dir, run_id(cfg))
+    if state == "other":
+        fail(f"hydra.run.dir={run_dir} holds a run of another configuration; choose another directory")
+    if state in FINISHED:  # the same command again: nothing to train, show what it gave
+        console.print(f"already done (run id {run_id(cfg)}); not trained again", highlight=False)
+        summary = read_summary(run_dir)
+    else:
+        if state == "interrupted":
+            console.print(f"resuming the interrupted run in {run_dir}", highlight=False)
+        _launch(overrides, multirun=False)
+        if not _results:
+            raise typer.Exit(1)
+        summary = _results[-1]
     _print_run(summary)
     if summary["status"] == "failed":
         raise typer.Exit(1)
@@ -154,40 +214,37 @@ def sweep(
 
     Runs go under one sweep directory (outputs/sweeps/<date>/<job number>), or hydra.sweep.dir=...; launchers are Hydra's (hydra/launcher=...). A run that fails or diverges is recorded and the sweep goes on.
     """
-    overrides = list(overrides or [])
-    jobs, overrides = _preflight(overrides, quiet, "hydra.sweep.dir")
-    sweep_dir = Path(_override_value(overrides, "hydra.sweep.dir"))
+    from actstudy.sweeps import FINISHED, SweepWatcher, outcome_counts, read_summary
+
+    sweep_plan, overrides = _plan_sweep(list(overrides or []), quiet)
+    sweep_dir, runs = sweep_plan.sweep_dir, sweep_plan.runs
+    done = sweep_plan.count(*FINISHED)
+    resumable = sweep_plan.count("interrupted", "failed")
+    console.print(f"{len(runs)} runs into {sweep_dir}: {done} already done, {resumable} to resume or retry, "
+                  f"{len(runs) - done - resumable} new", highlight=False)
     if dry_run:
-        console.print(f"{len(jobs)} runs into {sweep_dir}")
-        for i, job in enumerate(jobs):
-            console.print(f"  #{i}: {' '.join(job)}", highlight=False)
+        shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+        for i, r in enumerate(runs):  # the overrides every job shares are left out: the rest tell them apart
+            varying = " ".join(o for o in r.overrides if o not in shared)
+            console.print(f"  #{i} ({r.state}) {r.run_dir.name}: {varying}", highlight=False, soft_wrap=True)
         return
-    console.print(f"sweep of {len(jobs)} runs into {sweep_dir}", highlight=False)
-    _launch(overrides, multirun=True)
-    summaries = _read_summaries(sweep_dir)
-    counts = {status: 0 for status in ("completed", "diverged", "failed", "running")}
-    for s in summaries:
-        counts[s.get("status", "failed")] = counts.get(s.get("status", "failed"), 0) + 1
+    if sweep_plan.to_train:
+        with SweepWatcher(sweep_plan, lambda line: console.print(line, highlight=False)):
+            _launch(overrides, multirun=True)
+    counts = outcome_counts(sweep_plan)
     table = Table(title=f"sweep {sweep_dir}")
     for status in counts:
         table.add_column(status)
     table.add_row(*(str(n) for n in counts.values()))
     console.print(table)
+    for r in runs:
+        if counts["failed"] and (r.run_dir / "error.txt").exists() and r.state not in FINISHED:
+            summary = read_summary(r.run_dir) or {}
+            if summary.get("status") == "failed":
+                err_console.print(f"[bold red]failed:[/] {r.run_dir.name}: {summary.get('error')}", highlight=False)
     console.print(f"report it with: actstudy report {sweep_dir}", highlight=False)
-    if counts["failed"]:
+    if counts["failed"] or counts["unfinished"]:
         raise typer.Exit(1)
-
-
-def _read_summaries(sweep_dir: Path) -> list[dict]:
-    import json
-
-    found = []
-    for path in sorted(sweep_dir.glob("**/summary.json")):
-        try:
-            found.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            found.append({"status": "failed", "run_dir": str(path.parent)})
-    return found
 
 
 @app.command(epilog="Example:  actstudy report outputs/sweeps/2026-11-22_10-00-00 --out paper/figures")
