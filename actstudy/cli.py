@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from actstudy.config import ConfigError, check_buildable, compose, config_dir, expand_overrides
+from actstudy.config import one_line as config_one_line
 
 app = typer.Typer(
     add_completion=False,
@@ -230,7 +231,10 @@ def sweep(
         return
     if sweep_plan.to_train:
         with SweepWatcher(sweep_plan, lambda line: console.print(line, highlight=False)):
-            _launch(overrides, multirun=True)
+            try:
+                _launch(overrides, multirun=True)
+            except Exception as err:  # a launcher or scheduler error: say so, then count what got done
+                err_console.print(f"[bold red]launcher failed:[/] {config_one_line(err)}", highlight=False)
     counts = outcome_counts(sweep_plan)
     table = Table(title=f"sweep {sweep_dir}")
     for status in counts:
