@@ -34,7 +34,9 @@ OVERRIDES_HELP = "Hydra overrides, e.g. model=gru model.activation.candidate=rel
 
 def fail(message: str) -> None:
     """Bad input: one line, exit code 2, no traceback."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
