@@ -96,7 +96,7 @@ def _expand(overrides: list[str]) -> list[list[str]]:
     if problem:
         fail(problem)
     try:
-        first = next(expand_overrides([o for o in overrides if not o.startswith("hydra/")]))
+        first = next(expand_overrides(overrides))
         params = compose(first, with_hydra=True).hydra.sweeper.get("params") or {}
         return sweep_arguments(overrides, dict(params))
     except ConfigError as err:
@@ -237,6 +237,8 @@ def sweep(
                 _launch(overrides, multirun=True)
             except Exception as err:  # a launcher or scheduler error: say so, then count what got done
                 err_console.print(f"[bold red]launcher failed:[/] {config_one_line(err)}", highlight=False)
+            except SystemExit:  # Hydra has printed the launcher's error already
+                err_console.print("[bold red]launcher failed[/] (its error is above)", highlight=False)
     counts = outcome_counts(sweep_plan)
     table = Table(title=f"sweep {sweep_dir}")
     for status in counts:
