@@ -28,6 +28,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 _results: list[dict] = []  # summaries of the runs trained in this process (sequential launcher)
+_study_axes: list[str] = []  # the keys a study (`hydra.sweeper.params`) sweeps, from the last `_expand`
 
 OVERRIDES_HELP = "Hydra overrides, e.g. model=gru model.activation.candidate=relu task.seq_len=100 seed=1"
 
@@ -50,9 +51,14 @@ def _hydra_main():
     from actstudy.train import run_experiment
 
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-    def main(cfg) -> None:
+    def main(cfg) -> float:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        _results.append(run_experiment(cfg, run_dir))
+        summary = run_experiment(cfg, run_dir)
+        _results.append(summary)
+        # An optimizing sweeper (hydra/sweeper=optuna) minimises this: the validation loss of the best
+        # epoch, never a test number; a failed or diverged run is the worst possible trial.
+        best = summary.get("best_val_loss") if summary.get("status") == "completed" else None
+        return float("inf") if best is None else float(best)
 
     return main
 
@@ -98,6 +104,7 @@ def _expand(overrides: list[str]) -> list[list[str]]:
     try:
         first = next(expand_overrides(overrides))
         params = compose(first, with_hydra=True).hydra.sweeper.get("params") or {}
+        _study_axes[:] = list(params)
         return sweep_arguments(overrides, dict(params))
     except ConfigError as err:
         fail(str(err))
@@ -119,7 +126,7 @@ def _plan_sweep(overrides: list[str], quiet: bool):
         fail(str(err))
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
-        overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study)}"]
+        overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study, tuple(_study_axes))}"]
     threads, warning = threads_per_job(hydra_cfg.get("launcher"), usable_cores())
     if warning:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -219,12 +226,15 @@ def sweep(
     """
     from actstudy.sweeps import FINISHED, SweepWatcher, outcome_counts, read_summary
 
-    sweep_plan, overrides = _plan_sweep(list(overrides or []), quiet)
+    overrides = list(overrides or [])
+    if any(o.startswith("hydra/sweeper=") and not o.endswith("=basic") for o in overrides):
+        return _tune(overrides, quiet, dry_run)
+    sweep_plan, overrides = _plan_sweep(overrides, quiet)
     sweep_dir, runs = sweep_plan.sweep_dir, sweep_plan.runs
     done = sweep_plan.count(*FINISHED)
     resumable = sweep_plan.count("interrupted", "failed")
     console.print(f"{len(runs)} runs into {sweep_dir}: {done} already done, {resumable} to resume or retry, "
-                  f"{len(runs) - done - resumable} new", highlight=False)
+                  f"{len(runs) - done - resumable} new", highlight=False, soft_wrap=True)
     if dry_run:
         shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
         for i, r in enumerate(runs):  # the overrides every job shares are left out: the rest tell them apart
@@ -253,6 +263,38 @@ def sweep(
     console.print(f"report it with: actstudy report {sweep_dir}", highlight=False)
     if counts["failed"] or counts["unfinished"]:
         raise typer.Exit(1)
+
+
+def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
+    """An optimizing sweeper (hydra/sweeper=optuna) picks its trials as it goes: check the fixed part of
+    the config, pin the sweep directory, let Hydra run it. Trials are ordinary runs (skipped when a
+    trial repeats a finished configuration); the sweeper writes optimization_results.yaml."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from actstudy.sweeps import default_sweep_dir, missing_plugin, read_summary
+
+    problem = missing_plugin(overrides)
+    if problem:
+        fail(problem)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        fixed = [ov.input_line for ov in parsed if not ov.is_sweep_override()]
+        check_buildable(compose(fixed))
+    except ConfigError as err:
+        fail(str(err))
+    if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
+        study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
+        overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study)}"]
+    sweep_dir = Path(_override_value(overrides, "hydra.sweep.dir"))
+    console.print(f"tuning into {sweep_dir} (the sweeper chooses the trials)", highlight=False)
+    if dry_run:
+        return
+    _launch([*overrides, *(["quiet=true"] if quiet else [])], multirun=True)
+    statuses = [(read_summary(d) or {}).get("status", "unfinished") for d in sorted(sweep_dir.iterdir())
+                if d.is_dir() and (d / "config.yaml").exists()]
+    console.print(f"{len(statuses)} trial runs: " + ", ".join(
+        f"{statuses.count(s)} {s}" for s in sorted(set(statuses))), highlight=False)
+    console.print(f"best values: {sweep_dir / 'optimization_results.yaml'}", highlight=False)
 
 
 @app.command(epilog="Example:  actstudy report outputs/sweeps/2026-11-22_10-00-00 --out paper/figures")
@@ -289,6 +331,7 @@ def list_choices() -> None:
          {name: a.description for name, a in ACTIVATIONS.items()}),
         ("tasks (task=...)", {name: _describe(entry) for name, entry in TASKS.items()}),
         ("optimizers (optim=...)", OPTIMIZERS),
+        ("studies (actstudy sweep study=...)", _studies()),
     ]
     for title, entries in sections:
         table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
@@ -298,6 +341,16 @@ def list_choices() -> None:
             table.add_row(name, text)
         console.print(table)
         console.print()
+
+
+def _studies() -> dict[str, str]:
+    """conf/study/NAME.yaml → its first comment line after the package header."""
+    found = {}
+    for path in sorted(Path(config_dir(), "study").glob("*.yaml")):
+        comments = [line.lstrip("# ").strip() for line in path.read_text().splitlines()
+                    if line.startswith("#") and "@package" not in line]
+        found[path.stem] = comments[0] if comments else ""
+    return found
 
 
 def _describe(entry) -> str:

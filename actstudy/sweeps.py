@@ -144,21 +144,24 @@ def missing_plugin(overrides: list[str]) -> Optional[str]:
     return None
 
 
-def default_sweep_dir(overrides: list[str], study: Optional[str]) -> str:
+def default_sweep_dir(overrides: list[str], study: Optional[str], study_axes: tuple[str, ...] = ()) -> str:
     """outputs/sweeps/<study or 'sweep'>-<hash of the command's shape>.
 
     The shape is the command's fixed overrides and the *keys* it sweeps, not their values: running the
     same command again, or adding a seed or an activation to it, lands in the same directory and so finds
-    every run already made. Hydra's own keys (launcher, directories) do not change the shape.
+    every run already made. A key the study sweeps counts as swept even when the command fixes it
+    (`study=activation_grid seed=0` shares the study's directory). Hydra's own keys (launcher,
+    directories) do not change the shape.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    shape = []
+    shape = {f"{key}=<swept>" for key in study_axes}
     for ov in OverridesParser.create().parse_overrides(overrides):
         key = ov.get_key_element()
         if key.lstrip("+~").startswith("hydra") or key in IGNORED_KEYS:
             continue
-        shape.append(f"{key}=<swept>" if ov.is_sweep_override() else ov.input_line)
+        swept = ov.is_sweep_override() or key in study_axes
+        shape.add(f"{key}=<swept>" if swept else ov.input_line)
     digest = hashlib.sha256("\n".join(sorted(shape)).encode()).hexdigest()[:8]
     return f"outputs/sweeps/{study or 'sweep'}-{digest}"
 

@@ -351,6 +351,7 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
         "baseline": dict(task.baseline),
         "metric_name": task.metric_name,
         "best_epoch": best["epoch"] if metrics else None,
+        "best_val_loss": _finite_or_none(best["val_loss"]) if metrics else None,  # what a tuner minimises
         "epochs_completed": len(metrics),
         "wall_seconds": time.time() - started,
         "params": params,
