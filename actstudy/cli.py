@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from actstudy.config import ConfigError, check_buildable, compose, config_dir, expand_overrides
-from actstudy.config import one_line as config_one_line
+from actstudy.config import compose_many, one_line as config_one_line
 
 app = typer.Typer(
     add_completion=False,
@@ -118,7 +118,7 @@ def _plan_sweep(overrides: list[str], quiet: bool):
 
     jobs = _expand(overrides)
     try:
-        cfgs = [compose(job) for job in jobs]
+        cfgs = compose_many(jobs)
         for cfg in cfgs:
             check_buildable(cfg)
         hydra_cfg = compose([*jobs[0], *(o for o in overrides if o.startswith("hydra/"))], with_hydra=True).hydra
@@ -211,18 +211,18 @@ def _print_run(s: dict) -> None:
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog="Example:  actstudy sweep model=lstm,gru model.activation.candidate=tanh,relu seed=0,1,2  "
-    "then  actstudy report outputs/sweeps/<date>",
+    epilog="Examples:  actstudy sweep model=lstm,gru model.activation.candidate=tanh,relu seed=0,1,2  ·  "
+    "actstudy sweep study=activation_grid hydra/launcher=joblib --dry-run  ·  then  actstudy report DIR",
 )
 def sweep(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + "; comma lists and range() sweep",
                                                     show_default=False),
     quiet: bool = typer.Option(True, "--quiet/--progress", help="Hide (default) or show each run's progress bar."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the runs this sweep means."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the runs this sweep means and which are already done."),
 ) -> None:
     """Run a Hydra multirun: every combination of the comma-separated values, one run directory each.
 
-    Runs go under one sweep directory (outputs/sweeps/<date>/<job number>), or hydra.sweep.dir=...; launchers are Hydra's (hydra/launcher=...). A run that fails or diverges is recorded and the sweep goes on.
+    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
     """
     from actstudy.sweeps import FINISHED, SweepWatcher, outcome_counts, read_summary
 

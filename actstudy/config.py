@@ -227,3 +227,48 @@ def plain(cfg: DictConfig) -> dict:
     data = OmegaConf.to_container(cfg, resolve=True)
     data.pop("hydra", None)
     return data
+
+
+def compose_many(jobs: list[list[str]]) -> list[DictConfig]:
+    """`compose` for every job of a sweep, fast: a 216-run study is checked in seconds, not minutes.
+
+    Hydra composes the defaults list (the config groups) at ~0.2 s a time; most jobs of a sweep share
+    their group choices and differ only in values. So each distinct set of group overrides is composed
+    once, and each job's value overrides are applied to a copy of it with Hydra's own override step, the
+    one a full composition ends with. `hydra.*` values are left out: no run config contains them.
+    """
+    import copy
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    groups = {d.name for d in Path(config_dir()).iterdir() if d.is_dir()}
+    parser = OverridesParser.create()
+    register_configs()
+    GlobalHydra.instance().clear()
+    bases: dict[tuple[str, ...], DictConfig] = {}
+    composed = []
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            for job in jobs:
+                parsed = parser.parse_overrides(job)
+                key_of = [ov.get_key_element().lstrip("+~") for ov in parsed]
+                chosen = tuple(ov.input_line for ov, key in zip(parsed, key_of)
+                               if key.split("@")[0] in groups or key.startswith("hydra/"))
+                values = [ov for ov, key in zip(parsed, key_of)
+                          if ov.input_line not in chosen and not key.startswith("hydra.")]
+                if chosen not in bases:
+                    bases[chosen] = hydra_compose("config", overrides=list(chosen))
+                cfg = copy.deepcopy(bases[chosen])
+                ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+                composed.append(cfg)
+        return composed
+    except ConfigError:
+        raise
+    except Exception as err:  # Hydra and OmegaConf raise many types; the user needs one line
+        raise ConfigError(one_line(err)) from None
+    finally:
+        GlobalHydra.instance().clear()

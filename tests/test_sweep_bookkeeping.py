@@ -106,3 +106,12 @@ def test_a_missing_launcher_plugin_names_the_extra_to_install(cli, tmp_path):
     assert result.exit_code == 2
     assert "pip install 'actstudy[ray]'" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_composing_a_sweep_at_once_gives_the_configs_one_by_one_composition_gives():
+    from actstudy.config import compose_many
+
+    jobs = sweep_arguments(["study=activation_grid", *TINY],
+                           {"model": "lstm,gru", "model.activation.candidate": "tanh,elu", "task": "adding,mnist1d"})
+    for job, cfg in zip(jobs, compose_many(jobs)):
+        assert OmegaConf.to_container(cfg, resolve=True) == OmegaConf.to_container(compose(job), resolve=True)
