@@ -7,6 +7,7 @@ one line naming the bad value and what would be valid: the CLI prints it and exi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import itertools
 import os
@@ -203,9 +204,9 @@ def expand_overrides(overrides: list[str]) -> Iterator[list[str]]:
         yield list(combo)
 
 
-def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
-    """Compose one run's config with Hydra's compose API, raising ConfigError on any problem."""
-    from hydra import compose as hydra_compose
+@contextlib.contextmanager
+def _hydra_session():
+    """Hydra's compose API, initialised on this package's configs; any error becomes one ConfigError line."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -213,13 +214,21 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            return hydra_compose("config", overrides=overrides, return_hydra_config=with_hydra)
+            yield
     except ConfigError:
         raise
     except Exception as err:  # Hydra and OmegaConf raise many types; the user needs one line
         raise ConfigError(one_line(err)) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """Compose one run's config with Hydra's compose API, raising ConfigError on any problem."""
+    from hydra import compose as hydra_compose
+
+    with _hydra_session():
+        return hydra_compose("config", overrides=overrides, return_hydra_config=with_hydra)
 
 
 def plain(cfg: DictConfig) -> dict:
@@ -240,35 +249,24 @@ def compose_many(jobs: list[list[str]]) -> list[DictConfig]:
     import copy
 
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     groups = {d.name for d in Path(config_dir()).iterdir() if d.is_dir()}
     parser = OverridesParser.create()
-    register_configs()
-    GlobalHydra.instance().clear()
     bases: dict[tuple[str, ...], DictConfig] = {}
     composed = []
-    try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            for job in jobs:
-                parsed = parser.parse_overrides(job)
-                key_of = [ov.get_key_element().lstrip("+~") for ov in parsed]
-                chosen = tuple(ov.input_line for ov, key in zip(parsed, key_of)
-                               if key.split("@")[0] in groups or key.startswith("hydra/"))
-                values = [ov for ov, key in zip(parsed, key_of)
-                          if ov.input_line not in chosen and not key.startswith("hydra.")]
-                if chosen not in bases:
-                    bases[chosen] = hydra_compose("config", overrides=list(chosen))
-                cfg = copy.deepcopy(bases[chosen])
-                ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-                composed.append(cfg)
-        return composed
-    except ConfigError:
-        raise
-    except Exception as err:  # Hydra and OmegaConf raise many types; the user needs one line
-        raise ConfigError(one_line(err)) from None
-    finally:
-        GlobalHydra.instance().clear()
+    with _hydra_session():
+        for job in jobs:
+            parsed = parser.parse_overrides(job)
+            key_of = [ov.get_key_element().lstrip("+~") for ov in parsed]
+            chosen = tuple(ov.input_line for ov, key in zip(parsed, key_of)
+                           if key.split("@")[0] in groups or key.startswith("hydra/"))
+            values = [ov for ov, key in zip(parsed, key_of)
+                      if ov.input_line not in chosen and not key.startswith("hydra.")]
+            if chosen not in bases:
+                bases[chosen] = hydra_compose("config", overrides=list(chosen))
+            cfg = copy.deepcopy(bases[chosen])
+            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+            composed.append(cfg)
+    return composed

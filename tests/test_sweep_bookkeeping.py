@@ -112,6 +112,6 @@ def test_composing_a_sweep_at_once_gives_the_configs_one_by_one_composition_give
     from actstudy.config import compose_many
 
     jobs = sweep_arguments(["study=activation_grid", *TINY],
-                           {"model": "lstm,gru", "model.activation.candidate": "tanh,elu", "task": "adding,mnist1d"})
+                           {"model": "lstm,gru", "model.activation.candidate": "tanh,elu", "task": "adding,copy"})
     for job, cfg in zip(jobs, compose_many(jobs)):
         assert OmegaConf.to_container(cfg, resolve=True) == OmegaConf.to_container(compose(job), resolve=True)
