@@ -189,6 +189,9 @@ def run(
         if not _results:
             raise typer.Exit(1)
         summary = _results[-1]
+    if summary["status"] == "running":
+        err_console.print(f"[yellow]not trained:[/] {summary.get('error')} ({run_dir})", highlight=False)
+        raise typer.Exit(1)
     _print_run(summary)
     if summary["status"] == "failed":
         raise typer.Exit(1)

@@ -187,6 +187,33 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         log.info("run %s already %s; skipped", rid, done["status"])
         return {**done, "skipped": True}
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = claim_run_dir(run_dir)
+    if lock is None:  # another process (an orphaned worker of a killed sweep, a second sweep) trains it now
+        log.warning("run %s is being trained by another process; left to it", rid)
+        return {"status": "running", "run_id": rid, "run_dir": str(run_dir), "skipped": True,
+                "error": "another process is training this run"}
+    with lock:
+        return _run_claimed(cfg, run_dir, rid)
+
+
+def claim_run_dir(run_dir: Path):
+    """An exclusive lock on run_dir/.lock, or None when another process holds it. The OS drops the lock
+    when its holder dies, even by kill -9, so a stale lock never blocks a resume."""
+    import fcntl
+
+    handle = open(run_dir / ".lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
+    done = finished_run(run_dir, rid)  # again: the last holder of the lock may have just finished it
+    if done is not None:
+        return {**done, "skipped": True}
     started = time.time()
     write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain(cfg))))
     summary: dict = {"status": "running", "run_id": rid, "run_dir": str(run_dir)}

@@ -126,3 +126,18 @@ def test_a_run_directory_of_another_configuration_is_refused(cli, tmp_path):
     result = cli("run", *TINY, "seed=5", f"hydra.run.dir={run_dir}", "-q")
     assert result.exit_code == 2 and "another configuration" in result.output
     assert (run_dir / "metrics.csv").read_text() == metrics
+
+
+def test_a_run_another_process_is_training_is_left_to_it(cli, tmp_path):
+    from actstudy.train import claim_run_dir
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    held = claim_run_dir(run_dir)  # as a live worker of an earlier, killed sweep would hold it
+    assert held is not None and claim_run_dir(run_dir) is None
+    result = cli("run", *TINY, f"hydra.run.dir={run_dir}", "-q")
+    assert result.exit_code == 1 and "another process is training this run" in result.output
+    assert not (run_dir / "metrics.csv").exists()
+    held.close()  # the holder ends (a kill -9 drops the lock the same way): now it trains
+    result = cli("run", *TINY, f"hydra.run.dir={run_dir}", "-q")
+    assert result.exit_code == 0 and "completed" in result.output
