@@ -28,7 +28,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 _results: list[dict] = []  # summaries of the runs trained in this process (sequential launcher)
-_study_axes: list[str] = []  # the keys a study (`hydra.sweeper.params`) sweeps, from the last `_expand`
 
 OVERRIDES_HELP = "Hydra overrides, e.g. model=gru model.activation.candidate=relu task.seq_len=100 seed=1"
 
@@ -94,8 +93,8 @@ def _preflight(overrides: list[str], quiet: bool, dir_key: str) -> tuple[list[li
     return jobs, overrides
 
 
-def _expand(overrides: list[str]) -> list[list[str]]:
-    """Every job the overrides mean, a study's axes (`hydra.sweeper.params`) included."""
+def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Every job the overrides mean, a study's axes (`hydra.sweeper.params`) included; and those axes."""
     from actstudy.sweeps import missing_plugin, sweep_arguments
 
     problem = missing_plugin(overrides)
@@ -104,8 +103,7 @@ def _expand(overrides: list[str]) -> list[list[str]]:
     try:
         first = next(expand_overrides(overrides))
         params = compose(first, with_hydra=True).hydra.sweeper.get("params") or {}
-        _study_axes[:] = list(params)
-        return sweep_arguments(overrides, dict(params))
+        return sweep_arguments(overrides, dict(params)), list(params)
     except ConfigError as err:
         fail(str(err))
 
@@ -116,17 +114,17 @@ def _plan_sweep(overrides: list[str], quiet: bool):
     from actstudy.sweeps import default_sweep_dir, plan, threads_per_job
     from actstudy.train import usable_cores
 
-    jobs = _expand(overrides)
+    jobs, study_axes = _expand(overrides)
     try:
         cfgs = compose_many(jobs)
         for cfg in cfgs:
             check_buildable(cfg)
-        hydra_cfg = compose([*jobs[0], *(o for o in overrides if o.startswith("hydra/"))], with_hydra=True).hydra
+        hydra_cfg = compose(jobs[0], with_hydra=True).hydra  # the launcher's settings
     except ConfigError as err:
         fail(str(err))
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
-        overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study, tuple(_study_axes))}"]
+        overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study, tuple(study_axes))}"]
     threads, warning = threads_per_job(hydra_cfg.get("launcher"), usable_cores())
     if warning:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -165,7 +163,7 @@ def run(
     from actstudy.sweeps import FINISHED, read_summary, run_dir_name, run_id, run_state
 
     overrides = list(overrides or [])
-    jobs = _expand(overrides)
+    jobs, _ = _expand(overrides)
     if len(jobs) > 1:
         fail(f"these overrides mean {len(jobs)} runs; use `actstudy sweep` for a sweep: {' '.join(overrides)}")
     try:
