@@ -205,7 +205,7 @@ def _print_run(s: dict) -> None:
     console.print(
         f"[bold {colour}]{s['status']}[/]  test loss {_fmt(s['test']['loss'])} (baseline {_fmt(s['baseline']['loss'])})"
         f"  test {name} {_fmt(s['test']['metric'])} (baseline {_fmt(s['baseline']['metric'])})"
-        f"  best epoch {s['best_epoch']}  {s['wall_seconds']:.0f}s  [{s['impl']}]\n  run directory: {where}",
+        f"  best epoch {s['best_epoch']}  {s['wall_seconds']:.0f}s  \\[{s['impl']}]\n  run directory: {where}",
         highlight=False, soft_wrap=True,
     )
 
