@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from actstudy.config import ConfigError, check_buildable, compose, config_dir, expand_overrides
+from actstudy.config import compose_many, one_line as config_one_line
 
 app = typer.Typer(
     add_completion=False,
@@ -49,17 +50,24 @@ def _hydra_main():
     from actstudy.train import run_experiment
 
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-    def main(cfg) -> None:
+    def main(cfg) -> float:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        _results.append(run_experiment(cfg, run_dir))
+        summary = run_experiment(cfg, run_dir)
+        _results.append(summary)
+        # An optimizing sweeper (hydra/sweeper=optuna) minimises this: the validation loss of the best
+        # epoch, never a test number; a failed or diverged run is the worst possible trial.
+        best = summary.get("best_val_loss") if summary.get("status") == "completed" else None
+        return float("inf") if best is None else float(best)
 
     return main
 
 
 def _launch(overrides: list[str], multirun: bool) -> None:
     from actstudy.config import register_configs
+    from actstudy.sweeps import register_resolver
 
     register_configs()
+    register_resolver()
     argv = sys.argv
     sys.argv = ["actstudy", *overrides, *(["--multirun"] if multirun else [])]
     try:
@@ -83,6 +91,49 @@ def _preflight(overrides: list[str], quiet: bool, dir_key: str) -> tuple[list[li
     if quiet:
         overrides = [*overrides, "quiet=true"]
     return jobs, overrides
+
+
+def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Every job the overrides mean, a study's axes (`hydra.sweeper.params`) included; and those axes."""
+    from actstudy.sweeps import missing_plugin, sweep_arguments
+
+    problem = missing_plugin(overrides)
+    if problem:
+        fail(problem)
+    try:
+        first = next(expand_overrides(overrides))
+        params = compose(first, with_hydra=True).hydra.sweeper.get("params") or {}
+        return sweep_arguments(overrides, dict(params)), list(params)
+    except ConfigError as err:
+        fail(str(err))
+
+
+def _plan_sweep(overrides: list[str], quiet: bool):
+    """Compose and check every job; decide the sweep directory and each run's directory and state;
+    split the cores between a parallel launcher's jobs. Returns the plan and the overrides for Hydra."""
+    from actstudy.sweeps import default_sweep_dir, plan, threads_per_job
+    from actstudy.train import usable_cores
+
+    jobs, study_axes = _expand(overrides)
+    try:
+        cfgs = compose_many(jobs)
+        for cfg in cfgs:
+            check_buildable(cfg)
+        hydra_cfg = compose(jobs[0], with_hydra=True).hydra  # the launcher's settings
+    except ConfigError as err:
+        fail(str(err))
+    if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
+        study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
+        overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study, tuple(study_axes))}"]
+    threads, warning = threads_per_job(hydra_cfg.get("launcher"), usable_cores())
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if threads is not None and not any(o.startswith("threads=") for o in overrides):
+        overrides = [*overrides, f"threads={threads}"]  # not part of a run's identity (sweeps.IGNORED_KEYS)
+    if quiet:
+        overrides = [*overrides, "quiet=true"]
+    sweep_plan = plan(list(zip(jobs, cfgs)), Path(_override_value(overrides, "hydra.sweep.dir")))
+    return sweep_plan, overrides
 
 
 def _override_value(overrides: list[str], key: str) -> str:
@@ -109,18 +160,36 @@ def run(
 
     With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores.
     """
+    from actstudy.sweeps import FINISHED, read_summary, run_dir_name, run_id, run_state
+
     overrides = list(overrides or [])
-    try:
-        jobs = list(expand_overrides(overrides))
-    except ConfigError as err:
-        fail(str(err))
+    jobs, _ = _expand(overrides)
     if len(jobs) > 1:
         fail(f"these overrides mean {len(jobs)} runs; use `actstudy sweep` for a sweep: {' '.join(overrides)}")
+    try:
+        cfg = compose(jobs[0])
+    except ConfigError as err:
+        fail(str(err))
+    if not any(o.startswith("hydra.run.dir=") for o in overrides):
+        overrides = [*overrides, f"hydra.run.dir=outputs/runs/{run_dir_name(cfg)}"]
     _, overrides = _preflight(overrides, quiet, "hydra.run.dir")
-    _launch(overrides, multirun=False)
-    if not _results:
+    run_dir = Path(_override_value(overrides, "hydra.run.dir"))
+    state = run_state(run_dir, run_id(cfg))
+    if state == "other":
+        fail(f"hydra.run.dir={run_dir} holds a run of another configuration; choose another directory")
+    if state in FINISHED:  # the same command again: nothing to train, show what it gave
+        console.print(f"already done (run id {run_id(cfg)}); not trained again", highlight=False)
+        summary = read_summary(run_dir)
+    else:
+        if state == "interrupted":
+            console.print(f"resuming the interrupted run in {run_dir}", highlight=False)
+        _launch(overrides, multirun=False)
+        if not _results:
+            raise typer.Exit(1)
+        summary = _results[-1]
+    if summary["status"] == "running":
+        err_console.print(f"[yellow]not trained:[/] {summary.get('error')} ({run_dir})", highlight=False)
         raise typer.Exit(1)
-    summary = _results[-1]
     _print_run(summary)
     if summary["status"] == "failed":
         raise typer.Exit(1)
@@ -143,53 +212,90 @@ def _print_run(s: dict) -> None:
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog="Example:  actstudy sweep model=lstm,gru model.activation.candidate=tanh,relu seed=0,1,2  "
-    "then  actstudy report outputs/sweeps/<date>",
+    epilog="Examples:  actstudy sweep model=lstm,gru model.activation.candidate=tanh,relu seed=0,1,2  ·  "
+    "actstudy sweep study=activation_grid hydra/launcher=joblib --dry-run  ·  then  actstudy report DIR",
 )
 def sweep(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + "; comma lists and range() sweep",
                                                     show_default=False),
     quiet: bool = typer.Option(True, "--quiet/--progress", help="Hide (default) or show each run's progress bar."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the runs this sweep means."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the runs this sweep means and which are already done."),
 ) -> None:
     """Run a Hydra multirun: every combination of the comma-separated values, one run directory each.
 
-    Runs go under one sweep directory (outputs/sweeps/<date>/<job number>), or hydra.sweep.dir=...; launchers are Hydra's (hydra/launcher=...). A run that fails or diverges is recorded and the sweep goes on.
+    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
     """
+    from actstudy.sweeps import FINISHED, SweepWatcher, outcome_counts, read_summary
+
     overrides = list(overrides or [])
-    jobs, overrides = _preflight(overrides, quiet, "hydra.sweep.dir")
-    sweep_dir = Path(_override_value(overrides, "hydra.sweep.dir"))
+    if any(o.startswith("hydra/sweeper=") and not o.endswith("=basic") for o in overrides):
+        return _tune(overrides, quiet, dry_run)
+    sweep_plan, overrides = _plan_sweep(overrides, quiet)
+    sweep_dir, runs = sweep_plan.sweep_dir, sweep_plan.runs
+    done = sweep_plan.count(*FINISHED)
+    resumable = sweep_plan.count("interrupted", "failed")
+    console.print(f"{len(runs)} runs into {sweep_dir}: {done} already done, {resumable} to resume or retry, "
+                  f"{len(runs) - done - resumable} new", highlight=False, soft_wrap=True)
     if dry_run:
-        console.print(f"{len(jobs)} runs into {sweep_dir}")
-        for i, job in enumerate(jobs):
-            console.print(f"  #{i}: {' '.join(job)}", highlight=False)
+        shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+        for i, r in enumerate(runs):  # the overrides every job shares are left out: the rest tell them apart
+            varying = " ".join(o for o in r.overrides if o not in shared)
+            console.print(f"  #{i} ({r.state}) {r.run_dir.name}: {varying}", highlight=False, soft_wrap=True)
         return
-    console.print(f"sweep of {len(jobs)} runs into {sweep_dir}", highlight=False)
-    _launch(overrides, multirun=True)
-    summaries = _read_summaries(sweep_dir)
-    counts = {status: 0 for status in ("completed", "diverged", "failed", "running")}
-    for s in summaries:
-        counts[s.get("status", "failed")] = counts.get(s.get("status", "failed"), 0) + 1
+    if sweep_plan.to_train:
+        with SweepWatcher(sweep_plan, lambda line: console.print(line, highlight=False)):
+            try:
+                _launch(overrides, multirun=True)
+            except Exception as err:  # a launcher or scheduler error: say so, then count what got done
+                err_console.print(f"[bold red]launcher failed:[/] {config_one_line(err)}", highlight=False)
+            except SystemExit:  # Hydra has printed the launcher's error already
+                err_console.print("[bold red]launcher failed[/] (its error is above)", highlight=False)
+    counts = outcome_counts(sweep_plan)
     table = Table(title=f"sweep {sweep_dir}")
     for status in counts:
         table.add_column(status)
     table.add_row(*(str(n) for n in counts.values()))
     console.print(table)
+    for r in runs:
+        if counts["failed"] and (r.run_dir / "error.txt").exists() and r.state not in FINISHED:
+            summary = read_summary(r.run_dir) or {}
+            if summary.get("status") == "failed":
+                err_console.print(f"[bold red]failed:[/] {r.run_dir.name}: {summary.get('error')}", highlight=False)
     console.print(f"report it with: actstudy report {sweep_dir}", highlight=False)
-    if counts["failed"]:
+    if counts["failed"] or counts["unfinished"]:
         raise typer.Exit(1)
 
 
-def _read_summaries(sweep_dir: Path) -> list[dict]:
-    import json
+def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
+    """An optimizing sweeper (hydra/sweeper=optuna) picks its trials as it goes: check the fixed part of
+    the config, pin the sweep directory, let Hydra run it. Trials are ordinary runs (skipped when a
+    trial repeats a finished configuration); the sweeper writes optimization_results.yaml."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    found = []
-    for path in sorted(sweep_dir.glob("**/summary.json")):
-        try:
-            found.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            found.append({"status": "failed", "run_dir": str(path.parent)})
-    return found
+    from actstudy.sweeps import default_sweep_dir, missing_plugin, read_summary
+
+    problem = missing_plugin(overrides)
+    if problem:
+        fail(problem)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        fixed = [ov.input_line for ov in parsed if not ov.is_sweep_override()]
+        check_buildable(compose(fixed))
+    except ConfigError as err:
+        fail(str(err))
+    if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
+        study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
+        overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study)}"]
+    sweep_dir = Path(_override_value(overrides, "hydra.sweep.dir"))
+    console.print(f"tuning into {sweep_dir} (the sweeper chooses the trials)", highlight=False)
+    if dry_run:
+        return
+    _launch([*overrides, *(["quiet=true"] if quiet else [])], multirun=True)
+    statuses = [(read_summary(d) or {}).get("status", "unfinished") for d in sorted(sweep_dir.iterdir())
+                if d.is_dir() and (d / "config.yaml").exists()]
+    console.print(f"{len(statuses)} trial runs: " + ", ".join(
+        f"{statuses.count(s)} {s}" for s in sorted(set(statuses))), highlight=False)
+    console.print(f"best values: {sweep_dir / 'optimization_results.yaml'}", highlight=False)
 
 
 @app.command(epilog="Example:  actstudy report outputs/sweeps/2026-11-22_10-00-00 --out paper/figures")
@@ -228,6 +334,7 @@ def list_choices() -> None:
          {name: a.description for name, a in ACTIVATIONS.items()}),
         ("tasks (task=...)", {name: _describe(entry) for name, entry in TASKS.items()}),
         ("optimizers (optim=...)", OPTIMIZERS),
+        ("studies (actstudy sweep study=...)", _studies()),
     ]
     for title, entries in sections:
         table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
@@ -237,6 +344,16 @@ def list_choices() -> None:
             table.add_row(name, text)
         console.print(table)
         console.print()
+
+
+def _studies() -> dict[str, str]:
+    """conf/study/NAME.yaml → its first comment line after the package header."""
+    found = {}
+    for path in sorted(Path(config_dir(), "study").glob("*.yaml")):
+        comments = [line.lstrip("# ").strip() for line in path.read_text().splitlines()
+                    if line.startswith("#") and "@package" not in line]
+        found[path.stem] = comments[0] if comments else ""
+    return found
 
 
 def _describe(entry) -> str:

@@ -7,6 +7,7 @@ one line naming the bad value and what would be valid: the CLI prints it and exi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import itertools
 import os
@@ -203,9 +204,9 @@ def expand_overrides(overrides: list[str]) -> Iterator[list[str]]:
         yield list(combo)
 
 
-def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
-    """Compose one run's config with Hydra's compose API, raising ConfigError on any problem."""
-    from hydra import compose as hydra_compose
+@contextlib.contextmanager
+def _hydra_session():
+    """Hydra's compose API, initialised on this package's configs; any error becomes one ConfigError line."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -213,7 +214,7 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            return hydra_compose("config", overrides=overrides, return_hydra_config=with_hydra)
+            yield
     except ConfigError:
         raise
     except Exception as err:  # Hydra and OmegaConf raise many types; the user needs one line
@@ -222,8 +223,50 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
         GlobalHydra.instance().clear()
 
 
+def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """Compose one run's config with Hydra's compose API, raising ConfigError on any problem."""
+    from hydra import compose as hydra_compose
+
+    with _hydra_session():
+        return hydra_compose("config", overrides=overrides, return_hydra_config=with_hydra)
+
+
 def plain(cfg: DictConfig) -> dict:
     """The run's resolved config as plain containers, without Hydra's own node."""
     data = OmegaConf.to_container(cfg, resolve=True)
     data.pop("hydra", None)
     return data
+
+
+def compose_many(jobs: list[list[str]]) -> list[DictConfig]:
+    """`compose` for every job of a sweep, fast: a 216-run study is checked in seconds, not minutes.
+
+    Hydra composes the defaults list (the config groups) at ~0.2 s a time; most jobs of a sweep share
+    their group choices and differ only in values. So each distinct set of group overrides is composed
+    once, and each job's value overrides are applied to a copy of it with Hydra's own override step, the
+    one a full composition ends with. `hydra.*` values are left out: no run config contains them.
+    """
+    import copy
+
+    from hydra import compose as hydra_compose
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    groups = {d.name for d in Path(config_dir()).iterdir() if d.is_dir()}
+    parser = OverridesParser.create()
+    bases: dict[tuple[str, ...], DictConfig] = {}
+    composed = []
+    with _hydra_session():
+        for job in jobs:
+            parsed = parser.parse_overrides(job)
+            key_of = [ov.get_key_element().lstrip("+~") for ov in parsed]
+            chosen = tuple(ov.input_line for ov, key in zip(parsed, key_of)
+                           if key.split("@")[0] in groups or key.startswith("hydra/"))
+            values = [ov for ov, key in zip(parsed, key_of)
+                      if ov.input_line not in chosen and not key.startswith("hydra.")]
+            if chosen not in bases:
+                bases[chosen] = hydra_compose("config", overrides=list(chosen))
+            cfg = copy.deepcopy(bases[chosen])
+            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+            composed.append(cfg)
+    return composed

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from actstudy.config import plain
+from actstudy.sweeps import CHECKPOINT, FINISHED, read_summary, run_id
 from actstudy.model import SequenceModel, count_parameters
 from actstudy.probe import activation_stats
 from actstudy.tasks import build_task
@@ -192,23 +193,112 @@ class Progress:
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
-    """Train, measure and write one run directory. Never raises: failures are recorded as status 'failed'."""
+    """Train, measure and write one run directory. Never raises: failures are recorded as status 'failed'.
+
+    A directory that already holds this configuration's finished run is left as it is (the summary comes
+    back with `skipped: true`); one with a checkpoint resumes from it (see `load_checkpoint`).
+    """
+    rid = run_id(cfg)
+    done = finished_run(run_dir, rid)
+    if done is not None:
+        log.info("run %s already %s; skipped", rid, done["status"])
+        return {**done, "skipped": True}
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = claim_run_dir(run_dir)
+    if lock is None:  # another process (an orphaned worker of a killed sweep, a second sweep) trains it now
+        log.warning("run %s is being trained by another process; left to it", rid)
+        return {"status": "running", "run_id": rid, "run_dir": str(run_dir), "skipped": True,
+                "error": "another process is training this run"}
+    with lock:
+        return _run_claimed(cfg, run_dir, rid)
+
+
+def claim_run_dir(run_dir: Path):
+    """An exclusive lock on run_dir/.lock, or None when another process holds it. The OS drops the lock
+    when its holder dies, even by kill -9, so a stale lock never blocks a resume."""
+    import fcntl
+
+    handle = open(run_dir / ".lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
+    done = finished_run(run_dir, rid)  # again: the last holder of the lock may have just finished it
+    if done is not None:
+        return {**done, "skipped": True}
     started = time.time()
     write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain(cfg))))
-    summary: dict = {"status": "running", "run_dir": str(run_dir)}
+    summary: dict = {"status": "running", "run_id": rid, "run_dir": str(run_dir)}
     write_json(run_dir / "summary.json", summary)
     try:
         summary = _train(cfg, run_dir, started)
     except Exception as err:  # a sweep must go on: record the failure where the report will find it
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        write_atomic(run_dir / "error.txt", traceback.format_exc())
         log.error("run failed: %s", err)
         summary = {
             "status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0],
             "wall_seconds": time.time() - started, "run_dir": str(run_dir),
         }
+    summary["run_id"] = rid
     write_json(run_dir / "summary.json", summary)
+    if summary["status"] in FINISHED:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # the result is final; a failed run keeps its own
     return summary
+
+
+# ------------------------------------------------------------------------------------- resume
+
+
+def finished_run(run_dir: Path, rid: str) -> dict | None:
+    """The summary of this configuration's finished (completed or diverged) run in `run_dir`, if any."""
+    summary = read_summary(run_dir)
+    if summary and summary.get("run_id") == rid and summary.get("status") in FINISHED:
+        return summary
+    return None
+
+
+def save_checkpoint(run_dir: Path, state: dict, model, optimizer, order: torch.Generator) -> None:
+    """Everything an epoch boundary needs to continue bit for bit: weights, optimizer, both RNGs, the
+    rows written so far and the best epoch. Written to a temporary file and renamed, so a kill leaves the
+    previous checkpoint or this one, never half of one."""
+    payload = {
+        **state,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "order_rng": order.get_state(),
+    }
+    path = run_dir / CHECKPOINT
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Generator) -> dict | None:
+    """Restore model, optimizer and RNGs from run_dir's checkpoint of this configuration; return the rest
+    of its state (epoch, metrics, grad_rows, stat_rows, best, seconds), or None to start from scratch."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unreadable: starting again is always correct, only slower
+        log.warning("checkpoint %s unreadable (%s); starting from scratch", path, err)
+        return None
+    if payload.get("run_id") != rid:
+        log.warning("checkpoint %s belongs to run %s, not %s; starting from scratch", path, payload.get("run_id"), rid)
+        return None
+    model.load_state_dict(payload.pop("model"))
+    optimizer.load_state_dict(payload.pop("optimizer"))
+    torch.set_rng_state(payload.pop("torch_rng"))
+    order.set_state(payload.pop("order_rng"))
+    log.info("resumed from the checkpoint after epoch %d", payload["epoch"])
+    return payload
 
 
 def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
@@ -251,13 +341,23 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
         stat_rows.extend({"epoch": epoch, "stat": k, "value": v} for k, v in stats.items())
         write_csv(run_dir / "activation_stats.csv", ["epoch", "stat", "value"], stat_rows)
 
+    rid = run_id(cfg)
+    resumed = load_checkpoint(run_dir, rid, model, optimizer, order)
+    if resumed:  # the rows come from the checkpoint: files written after it are rewritten to match it
+        metrics, grad_rows, best = resumed["metrics"], resumed["grad_rows"], resumed["best"]
+        stat_rows = resumed["stat_rows"]
+        started -= resumed["seconds"]
+        write_csv(run_dir / "grad_by_step.csv", ["epoch", "t", "grad_norm"], grad_rows)
+        write_csv(run_dir / "activation_stats.csv", ["epoch", "stat", "value"], stat_rows)
     write_csv(run_dir / "metrics.csv", METRIC_COLUMNS, metrics)  # a run that diverges at once still has one
-    probe(0)
-    best = {"epoch": 0, "val_loss": math.inf, "state": copy.deepcopy(model.state_dict())}
+    if not resumed:
+        probe(0)
+        best = {"epoch": 0, "val_loss": math.inf, "state": copy.deepcopy(model.state_dict())}
+    first_epoch = resumed["epoch"] + 1 if resumed else 1
     status = "completed"
     progress = Progress(cfg.quiet, epochs, f"{task.name} {cfg.model.cell}")
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             tick = time.perf_counter()
             model.train()
             norms = []
@@ -290,6 +390,8 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
             log.info("epoch %d: train loss %.5f, val loss %.5f, val %s %.4f, %.2fs",
                      epoch, train_loss, val_loss, task.metric_name, val_metric, seconds)
             progress.update(epoch, f"loss {train_loss:.4f}  val {task.metric_name} {val_metric:.3f}")
+            save_checkpoint(run_dir, {"run_id": rid, "epoch": epoch, "metrics": metrics, "grad_rows": grad_rows,
+                                      "stat_rows": stat_rows, "best": best, "seconds": time.time() - started}, model, optimizer, order)
     except Diverged as why:
         status = "diverged"
         log.warning("diverged: %s; keeping the metrics of the last good epoch", why)
@@ -308,6 +410,7 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
         "baseline": dict(task.baseline),
         "metric_name": task.metric_name,
         "best_epoch": best["epoch"] if metrics else None,
+        "best_val_loss": _finite_or_none(best["val_loss"]) if metrics else None,  # what a tuner minimises
         "epochs_completed": len(metrics),
         "wall_seconds": time.time() - started,
         "params": params,

@@ -1,0 +1,300 @@
+"""Sweep bookkeeping: which run a configuration is, where it lives, whether it is already done.
+
+A run is identified by its resolved configuration, not by its job number: `run_id` hashes every key that
+can change what the run computes. Runs live in directories named after that hash (`run_dir_name`), so the
+same command — or a larger one that adds a seed or an activation — finds the runs it already made:
+finished runs are skipped, interrupted ones resume from their checkpoint (train.py), the rest start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+# Keys that say how a run is executed, not what it computes: `quiet` only hides a progress bar, and
+# `threads` only splits the same arithmetic over more cores (a parallel launcher sets it per job, so a run
+# started sequentially can be finished by a joblib sweep). `device` stays in: CPU and GPU kernels differ.
+IGNORED_KEYS = ("quiet", "threads")
+FINISHED = ("completed", "diverged")  # a result; a failed run is retried by the next invocation
+RESOLVER = "actstudy_run_dir"
+
+# Launcher and sweeper plugins, by the name a `hydra/launcher=` or `hydra/sweeper=` override uses:
+# (the module that provides it, the extra of this package that installs it).
+PLUGINS = {
+    "hydra/launcher": {
+        "joblib": ("hydra_plugins.hydra_joblib_launcher", "cluster"),
+        "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "cluster"),
+        "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "cluster"),
+        "ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
+    },
+    "hydra/sweeper": {"optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna")},
+}
+
+
+# ------------------------------------------------------------------------------------------ identity
+
+
+def identity_config(cfg: DictConfig | dict) -> dict:
+    """The part of a resolved config that identifies the run (no `hydra` node, no IGNORED_KEYS)."""
+    if isinstance(cfg, DictConfig):
+        tree = OmegaConf.to_container(cfg, resolve=False)
+        tree.pop("hydra", None)  # resolved separately: it may refer to this very run's directory name
+        tree = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
+    else:
+        tree = {k: v for k, v in cfg.items() if k != "hydra"}
+    return {k: v for k, v in tree.items() if k not in IGNORED_KEYS}
+
+
+def run_id(cfg: DictConfig | dict) -> str:
+    """A stable 16-hex-digit hash of the run's identity: key order and YAML layout do not matter."""
+    text = json.dumps(identity_config(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_dir_name(cfg: DictConfig | dict) -> str:
+    """`<task>-<cell>-s<seed>-<run id>`: readable in a listing, unique by the hash."""
+    tree = identity_config(cfg)
+    return f"{tree['task']['name']}-{tree['model']['cell']}-s{tree['seed']}-{run_id(tree)}"
+
+
+def _resolve_run_dir_name(*, _root_: DictConfig) -> str:
+    return run_dir_name(_root_)
+
+
+def register_resolver() -> None:
+    """`${actstudy_run_dir:}` in conf/config.yaml names each sweep job's directory after its run id."""
+    if not OmegaConf.has_resolver(RESOLVER):
+        OmegaConf.register_new_resolver(RESOLVER, _resolve_run_dir_name)
+
+
+register_resolver()  # at import: parallel launchers' workers import this module with the trainer
+
+
+# ------------------------------------------------------------------------------------------ run state
+
+
+def read_summary(run_dir: Path) -> Optional[dict]:
+    """summary.json as a dict, or None when there is none or it cannot be read."""
+    try:
+        data = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_state(run_dir: Path, rid: str) -> str:
+    """new | completed | diverged | failed | interrupted (a checkpoint or a 'running' summary) | other.
+
+    'other' means the directory holds a run of a different configuration.
+    """
+    summary = read_summary(run_dir)
+    if summary is None and not (run_dir / CHECKPOINT).exists():
+        return "new"
+    if summary is not None and summary.get("run_id") not in (None, rid):
+        return "other"
+    if summary is not None and summary.get("status") in (*FINISHED, "failed"):
+        return summary["status"]
+    return "interrupted"
+
+
+CHECKPOINT = "checkpoint.pt"
+
+
+# ------------------------------------------------------------------------------------------ planning
+
+
+def sweep_arguments(overrides: list[str], sweeper_params: dict) -> list[list[str]]:
+    """One override list per job, combining a study's `hydra.sweeper.params` with the command line as
+    Hydra's basic sweeper does: study axes first, a key given on the command line replaces the study's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from actstudy.config import ConfigError
+
+    lines = [f"{k}={v}" for k, v in sweeper_params.items()] + list(overrides)
+    axes: dict[str, list[str]] = {}
+    for ov in OverridesParser.create().parse_overrides(lines):
+        key = ov.get_key_element()
+        if ov.is_sweep_override():
+            if not ov.is_discrete_sweep():
+                raise ConfigError(f"{ov.input_line}: interval sweeps need an optimizing sweeper (hydra/sweeper=optuna)")
+            axes[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
+        else:
+            axes[key] = [ov.input_line]
+    import itertools
+
+    return [list(combo) for combo in itertools.product(*axes.values())]
+
+
+def missing_plugin(overrides: list[str]) -> Optional[str]:
+    """A one-line message when an override names a launcher or sweeper whose plugin is not installed."""
+    for override in overrides:
+        group, _, name = override.partition("=")
+        plugin = PLUGINS.get(group.lstrip("+"), {}).get(name)
+        if plugin and importlib.util.find_spec(plugin[0]) is None:
+            return (f"{group}={name} needs a Hydra plugin that is not installed; "
+                    f"install it with: pip install 'actstudy[{plugin[1]}]'")
+    return None
+
+
+def default_sweep_dir(overrides: list[str], study: Optional[str], study_axes: tuple[str, ...] = ()) -> str:
+    """outputs/sweeps/<study or 'sweep'>-<hash of the command's shape>.
+
+    The shape is the command's fixed overrides and the *keys* it sweeps, not their values: running the
+    same command again, or adding a seed or an activation to it, lands in the same directory and so finds
+    every run already made. A key the study sweeps counts as swept even when the command fixes it
+    (`study=activation_grid seed=0` shares the study's directory). Hydra's own keys (launcher,
+    directories) do not change the shape.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    shape = {f"{key}=<swept>" for key in study_axes}
+    for ov in OverridesParser.create().parse_overrides(overrides):
+        key = ov.get_key_element()
+        if key.lstrip("+~").startswith("hydra") or key in IGNORED_KEYS:
+            continue
+        swept = ov.is_sweep_override() or key in study_axes
+        shape.add(f"{key}=<swept>" if swept else ov.input_line)
+    digest = hashlib.sha256("\n".join(sorted(shape)).encode()).hexdigest()[:8]
+    return f"outputs/sweeps/{study or 'sweep'}-{digest}"
+
+
+@dataclass
+class PlannedRun:
+    overrides: list[str]
+    run_dir: Path
+    run_id: str
+    state: str  # as run_state gives it, before the sweep starts
+
+
+@dataclass
+class SweepPlan:
+    sweep_dir: Path
+    runs: list[PlannedRun] = field(default_factory=list)
+
+    def count(self, *states: str) -> int:
+        return sum(r.state in states for r in self.runs)
+
+    @property
+    def to_train(self) -> list[PlannedRun]:
+        return [r for r in self.runs if r.state not in FINISHED]
+
+
+def plan(jobs: list[tuple[list[str], DictConfig]], sweep_dir: Path) -> SweepPlan:
+    """Where each job's run lives and what state it is in now."""
+    result = SweepPlan(sweep_dir)
+    seen: set[str] = set()
+    for overrides, cfg in jobs:
+        name = run_dir_name(cfg)
+        if name in seen:  # two spellings of one configuration: Hydra would train it twice into one place
+            continue
+        seen.add(name)
+        rid = run_id(cfg)
+        run_dir = sweep_dir / name
+        result.runs.append(PlannedRun(overrides, run_dir, rid, run_state(run_dir, rid)))
+    return result
+
+
+# ------------------------------------------------------------------------------------------ watching
+
+
+class SweepWatcher:
+    """Prints an overall progress line (runs done / total, ETA) whenever another run of the sweep ends.
+
+    It reads the runs' summary.json files, so it sees runs finish whatever launcher trains them.
+    """
+
+    def __init__(self, sweep_plan: SweepPlan, emit: Callable[[str], None], every: float = 1.0):
+        self.plan, self.emit, self.every = sweep_plan, emit, every
+        self.pending = {r.run_id: r.run_dir for r in sweep_plan.to_train}
+        self.total = len(sweep_plan.runs)
+        self.done = self.total - len(self.pending)
+        self.ended = 0
+        self.started = time.time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "SweepWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.poll()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.poll()
+
+    def poll(self) -> None:
+        ended = [rid for rid, d in self.pending.items()
+                 if (s := read_summary(d)) and s.get("run_id") == rid and s.get("status") != "running"]
+        if not ended:
+            return
+        for rid in ended:
+            del self.pending[rid]
+        self.ended += len(ended)
+        self.done += len(ended)
+        elapsed = time.time() - self.started
+        left = len(self.pending)
+        eta = f"ETA {_duration(elapsed / self.ended * left)}" if left else "all runs ended"
+        self.emit(f"sweep progress: {self.done}/{self.total} runs done, {_duration(elapsed)} elapsed, {eta}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def outcome_counts(sweep_plan: SweepPlan) -> dict[str, int]:
+    """completed / diverged / failed / skipped (finished before this invocation) / unfinished."""
+    counts = {"completed": 0, "diverged": 0, "failed": 0, "skipped": 0, "unfinished": 0}
+    for r in sweep_plan.runs:
+        if r.state in FINISHED:
+            counts["skipped"] += 1
+            continue
+        summary = read_summary(r.run_dir) or {}
+        status = summary.get("status") if summary.get("run_id") == r.run_id else None
+        counts[status if status in ("completed", "diverged", "failed") else "unfinished"] += 1
+    return counts
+
+
+# ------------------------------------------------------------------------------------------ launchers
+
+
+def threads_per_job(launcher_cfg: Any, cores: int) -> tuple[Optional[int], Optional[str]]:
+    """The torch threads each job of a parallel launcher should use so that jobs × threads ≤ cores,
+    and a warning when the launcher itself asks for more parallel jobs than there are cores.
+
+    joblib: cores // n_jobs (n_jobs -1 = one job per core). submitit: the cpus each task is given.
+    The sequential launcher returns None: the run's own `threads` (null = every core) stands.
+    """
+    target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""
+    if "Joblib" in target:
+        n_jobs = launcher_cfg.get("n_jobs") or -1
+        workers = cores if n_jobs < 0 else n_jobs
+        if n_jobs < 0:
+            workers = max(1, cores + 1 + n_jobs)  # joblib: -1 all cores, -2 all but one, ...
+        warning = None
+        if workers > cores:
+            warning = (f"hydra.launcher.n_jobs={n_jobs} runs more jobs than the {cores} cores here; "
+                       "each gets 1 thread but they will compete for cores")
+        return max(1, cores // workers), warning
+    if "Submitit" in target or "submitit" in target:
+        cpus = launcher_cfg.get("cpus_per_task")
+        return (int(cpus) if cpus else 1), None
+    return None, None

@@ -1,0 +1,40 @@
+"""Named studies: conf/study/NAME.yaml sets a sweep's axes (hydra.sweeper.params) and its sizes."""
+
+from __future__ import annotations
+
+import yaml
+
+from conftest import TINY
+from sweep_tools import outcome
+
+
+def test_studies_are_listed(cli):
+    result = cli("list")
+    assert "activation_grid" in result.output and "216 runs" in result.output
+
+
+def test_the_activation_grid_means_216_runs_and_dry_run_writes_nothing(cli, tmp_path):
+    result = cli("sweep", "study=activation_grid", f"hydra.sweep.dir={tmp_path / 'grid'}", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "216 runs" in result.output and "216 new" in result.output
+    for value in ["model=gru", "model.activation.candidate=softsign", "model.activation.gate=hard_sigmoid",
+                  "task=mnist1d", "seed=2"]:
+        assert value in result.output
+    assert not (tmp_path / "grid").exists()
+
+
+def test_a_slice_of_the_study_trains_with_its_sizes_and_command_line_axes_win(cli, tmp_path):
+    sweep_dir = tmp_path / "grid"
+    slice_ = ["study=activation_grid", "seed=0", "model=gru", "task=adding", "model.activation.gate=hard_sigmoid",
+              "model.activation.candidate=relu,elu", *TINY, f"hydra.sweep.dir={sweep_dir}"]
+    result = cli("sweep", *slice_)
+    assert result.exit_code == 0, result.output
+    assert outcome(result.output)["completed"] == 2
+    configs = [yaml.safe_load((d / "config.yaml").read_text()) for d in sweep_dir.iterdir() if d.is_dir()]
+    assert sorted(c["model"]["activation"]["candidate"] for c in configs) == ["elu", "relu"]
+    assert all(c["optim"]["lr"] == 0.003 and c["model"]["hidden_size"] == 8 and c["seed"] == 0 for c in configs)
+
+
+def test_a_study_is_a_sweep_not_a_run(cli):
+    result = cli("run", "study=activation_grid")
+    assert result.exit_code == 2 and "216 runs" in result.output
