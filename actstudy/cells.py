@@ -17,8 +17,12 @@ Layout decisions others rely on:
 - LSTM gates are stacked i, f, g, o; GRU r, z, n; RNN one block (as torch.nn).
 - With `coupled_gates` (CIFG, f = 1 - i) the LSTM has no forget weights at all: its
   blocks are i, g, o (G = 3) and, with peepholes, `peephole` is (2, H) with rows i, o.
-  Parameter counts therefore reflect the simplification. `cell.gate_names` and
-  `cell.peephole_names` spell out the layout of any cell.
+  Likewise a variant without an input, forget or output gate (NIG, NFG, NOG) has no
+  block for it. Parameter counts therefore reflect the simplification. `cell.gate_names`
+  and `cell.peephole_names` spell out the layout of any cell.
+- A bidirectional stack has a second, independent layer per level that reads each
+  sequence backwards (from its last real step when lengths are given); the two outputs
+  are concatenated, forward first, as torch.nn does.
 - Default init draws every parameter from U(-1/sqrt(H), 1/sqrt(H)) in torch.nn's order,
   so with the same seed a default stack starts from the same numbers as nn.LSTM/GRU/RNN.
 """
@@ -38,11 +42,24 @@ CELL_TYPES = ("lstm", "gru", "rnn")
 INITS = ("default", "orthogonal", "irnn")
 IMPLS = ("auto", "fused", "custom")
 
+# Greff et al. 2017's LSTM variants: each is their vanilla LSTM (with peepholes) changed in one respect.
+VARIANTS = {
+    "vanilla": "Greff et al.'s baseline: forget gate and peepholes",
+    "nig": "no input gate: i = 1",
+    "nfg": "no forget gate: f = 1, so c_t = c_t-1 + i*g",
+    "nog": "no output gate: o = 1",
+    "niaf": "no input activation: candidate = identity",
+    "noaf": "no output activation: output = identity",
+    "np": "no peepholes (the LSTM of torch.nn.LSTM)",
+    "cifg": "coupled input and forget gate: f = 1 - i",
+    "fgr": "full gate recurrence: i, f, o also see the previous i, f, o",
+}
+
 # Which activation slots each cell has, and what every slot defaults to.
 SLOTS = {"lstm": ("gate", "candidate", "output"), "gru": ("gate", "candidate"), "rnn": ("candidate",)}
 DEFAULT_ACTIVATIONS = {"gate": "sigmoid", "candidate": "tanh", "output": "tanh"}
 
-LSTMState = tuple[Tensor, Tensor]  # (h, c), each (B, H)
+LSTMState = tuple[Tensor, ...]  # (h, c), each (B, H); FGR adds the previous i, f, o as (B, 3H)
 State = Union[Tensor, LSTMState]
 
 
@@ -112,14 +129,20 @@ class RecurrentCell(nn.Module):
 
 
 class LSTMCell(RecurrentCell):
-    """LSTM (with forget gate), optionally with peepholes and/or coupled input-forget gates.
+    """LSTM (with forget gate) and the simplifications and extensions of Greff et al. 2017.
 
-        i = gate(W_i x + U_i h + b_i [+ p_i * c_prev])
-        f = gate(W_f x + U_f h + b_f [+ p_f * c_prev])      or f = 1 - i when coupled
+        i = gate(W_i x + U_i h + b_i [+ p_i * c_prev] [+ R_i ifo_prev])   or i = 1 without an input gate
+        f = gate(W_f x + U_f h + b_f [+ p_f * c_prev] [+ R_f ifo_prev])   or f = 1 - i when coupled,
+                                                                            or f = 1 without a forget gate
         g = candidate(W_g x + U_g h + b_g)
         c = f * c_prev + i * g
-        o = gate(W_o x + U_o h + b_o [+ p_o * c])
+        o = gate(W_o x + U_o h + b_o [+ p_o * c] [+ R_o ifo_prev])         or o = 1 without an output gate
         h = o * output(c)
+
+    A gate that is removed (`missing_gate`) or coupled has no weights at all, so parameter counts
+    reflect the simplification. With `gate_recurrence` (FGR) every gate also sees the previous step's
+    i, f, o through a (3H, 3H) matrix, Greff et al.'s nine recurrent matrices in one; the state then
+    carries those gate values as a third element.
     """
 
     def __init__(
@@ -133,66 +156,85 @@ class LSTMCell(RecurrentCell):
         coupled_gates: bool = False,
         init: str = "default",
         forget_bias: float = 0.0,
+        missing_gate: Optional[str] = None,
+        gate_recurrence: bool = False,
     ):
-        gate_names = ("i", "g", "o") if coupled_gates else ("i", "f", "g", "o")
+        gone = {missing_gate} | ({"f"} if coupled_gates else set())
+        if missing_gate not in (None, "i", "f", "o"):
+            raise ValueError(f"missing_gate must be i, f or o, got {missing_gate!r}")
+        if coupled_gates and missing_gate is not None:
+            raise ValueError("coupled gates need both the input and the forget gate")
+        if gate_recurrence and gone != {None}:
+            raise ValueError("full gate recurrence needs all three gates, uncoupled")
+        gate_names = tuple(name for name in ("i", "f", "g", "o") if name not in gone)
         super().__init__(input_size, hidden_size, gate_names, init)
         self.gate = gate or _default("gate")
         self.candidate = candidate or _default("candidate")
         self.output = output or _default("output")
         self.coupled_gates = coupled_gates
+        self.missing_gate = missing_gate
         self.forget_bias = forget_bias
         self.peephole_names: tuple[str, ...] = ()
         if peephole:
-            self.peephole_names = ("i", "o") if coupled_gates else ("i", "f", "o")
+            self.peephole_names = tuple(name for name in ("i", "f", "o") if name in gate_names)
             # Diagonal peepholes: one weight vector per gate that looks at the cell state.
             self.peephole = nn.Parameter(torch.empty(len(self.peephole_names), hidden_size))
         else:
             self.register_parameter("peephole", None)
+        if gate_recurrence:
+            # Rows: the i, f, o pre-activations at t; columns: the i, f, o values at t-1.
+            self.gate_recurrence = nn.Parameter(torch.empty(3 * hidden_size, 3 * hidden_size))
+        else:
+            self.register_parameter("gate_recurrence", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
         # forget_bias == 0 keeps the init identical to torch.nn's.
         if self.forget_bias != 0 and "f" in self.gate_names:
-            forget = slice(self.hidden_size, 2 * self.hidden_size)
+            start = self.gate_names.index("f") * self.hidden_size
+            forget = slice(start, start + self.hidden_size)
             with torch.no_grad():
                 self.bias_ih[forget] = self.forget_bias
                 self.bias_hh[forget] = 0.0
 
     def initial_state(self, batch_size: int, like: Tensor) -> LSTMState:
         zeros = like.new_zeros(batch_size, self.hidden_size)
+        if self.gate_recurrence is not None:
+            return zeros, zeros, like.new_zeros(batch_size, 3 * self.hidden_size)
         return zeros, zeros
 
     def step(self, projected: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
-        h_prev, c_prev = state
+        h_prev, c_prev = state[0], state[1]
         # (B, G*H) -> G pre-activations of (B, H), in gate_names order.
-        chunks = torch.addmm(projected, h_prev, self.weight_hh.t()).chunk(len(self.gate_names), 1)
-        if self.coupled_gates:
-            i_pre, g_pre, o_pre = chunks
-        else:
-            i_pre, f_pre, g_pre, o_pre = chunks
+        pre = dict(zip(self.gate_names, torch.addmm(projected, h_prev, self.weight_hh.t()).chunk(len(self.gate_names), 1)))
+        if self.gate_recurrence is not None:
+            from_gates = F.linear(state[2], self.gate_recurrence).chunk(3, 1)  # (B, 3H) -> 3 x (B, H)
+            for name, extra in zip(("i", "f", "o"), from_gates):
+                pre[name] = pre[name] + extra
         peep = dict(zip(self.peephole_names, self.peephole.unbind(0))) if self.peephole is not None else {}
 
-        if peep:
-            i_pre = i_pre + peep["i"] * c_prev
-        i = self.gate(i_pre)
-        if self.coupled_gates:
+        i = f = o = None  # None: the gate is absent, i.e. fixed at 1
+        if "i" in pre:
+            i = self.gate(pre["i"] + peep["i"] * c_prev if "i" in peep else pre["i"])
+        if "f" in pre:
+            f = self.gate(pre["f"] + peep["f"] * c_prev if "f" in peep else pre["f"])
+        elif self.coupled_gates:
             f = 1.0 - i
-        else:
-            if peep:
-                f_pre = f_pre + peep["f"] * c_prev
-            f = self.gate(f_pre)
-        g = self.candidate(g_pre)
-        c = f * c_prev + i * g
-        if peep:
-            o_pre = o_pre + peep["o"] * c  # the output gate peeks at the *new* cell state
-        h = self.gate(o_pre) * self.output(c)
+        g = self.candidate(pre["g"])
+        c = (c_prev if f is None else f * c_prev) + (g if i is None else i * g)
+        if "o" in pre:
+            o = self.gate(pre["o"] + peep["o"] * c if "o" in peep else pre["o"])  # o peeks at the *new* c
+        h = self.output(c) if o is None else o * self.output(c)
+        if self.gate_recurrence is not None:
+            return h, (h, c, torch.cat((i, f, o), 1))
         return h, (h, c)
 
     def _slots_repr(self) -> str:
         extras = (", peephole=True" if self.peephole is not None else "") + (
             ", coupled_gates=True" if self.coupled_gates else ""
-        )
+        ) + (f", missing_gate={self.missing_gate}" if self.missing_gate else "") + (
+            ", gate_recurrence=True" if self.gate_recurrence is not None else "")
         return f", gate={self.gate.name}, candidate={self.candidate.name}, output={self.output.name}{extras}"
 
 
@@ -308,7 +350,8 @@ def _number(what: str, value: Any) -> None:
         _fail(f"{what} must be a number, got {value!r}")
 
 
-def _why_not_fusable(cell: str, slots: dict[str, str], peephole: bool, coupled_gates: bool) -> Optional[str]:
+def _why_not_fusable(cell: str, slots: dict[str, str], peephole: bool = False, coupled_gates: bool = False,
+                     missing_gate: Optional[str] = None, gate_recurrence: bool = False) -> Optional[str]:
     """None when torch's fused kernel computes exactly this configuration, else the reason."""
     if cell == "rnn":
         if slots["candidate"] not in ("tanh", "relu"):
@@ -324,7 +367,27 @@ def _why_not_fusable(cell: str, slots: dict[str, str], peephole: bool, coupled_g
         return "the fused LSTM kernel has no peephole connections"
     if coupled_gates:
         return "the fused LSTM kernel has no coupled input-forget gates"
+    if missing_gate:
+        return f"the fused LSTM kernel always has the {dict(i='input', f='forget', o='output')[missing_gate]} gate"
+    if gate_recurrence:
+        return "the fused LSTM kernel has no recurrence between gates"
     return None
+
+
+def _variant_changes(variant: str) -> dict[str, Any]:
+    """What a Greff et al. variant sets, as LSTMCell arguments and activation slots."""
+    changes: dict[str, Any] = {"peephole": variant != "np"}
+    if variant in ("nig", "nfg", "nog"):
+        changes["missing_gate"] = variant[1]
+    elif variant == "niaf":
+        changes["candidate"] = "identity"
+    elif variant == "noaf":
+        changes["output"] = "identity"
+    elif variant == "cifg":
+        changes["coupled_gates"] = True
+    elif variant == "fgr":
+        changes["gate_recurrence"] = True
+    return changes
 
 
 class RecurrentStack(nn.Module):
@@ -332,6 +395,8 @@ class RecurrentStack(nn.Module):
 
     Activation slots left as None take the cell's defaults (sigmoid gate, tanh candidate
     and output). A slot the cell does not have must stay None or at its default.
+    `variant` (LSTM only) applies one of Greff et al.'s variants on top of the other
+    arguments; an argument that contradicts it is refused rather than silently overridden.
     """
 
     def __init__(
@@ -350,6 +415,8 @@ class RecurrentStack(nn.Module):
         coupled_gates: bool = False,
         init: str = "default",
         impl: str = "auto",
+        variant: Optional[str] = None,
+        bidirectional: bool = False,
     ):
         super().__init__()
         requested = {"gate": gate, "candidate": candidate, "output": output}
@@ -364,6 +431,7 @@ class RecurrentStack(nn.Module):
         _number("forget_bias", forget_bias)
         _flag("peephole", peephole)
         _flag("coupled_gates", coupled_gates)
+        _flag("bidirectional", bidirectional)
         _choice("init", init, INITS)
         _choice("impl", impl, IMPLS)
         for slot, name in requested.items():
@@ -378,15 +446,31 @@ class RecurrentStack(nn.Module):
                     _fail(f"{what}=true needs cell=lstm, got cell={cell}")
             if forget_bias != 0:
                 _fail(f"forget_bias={forget_bias} needs cell=lstm (a {cell} has no forget gate); use 0")
-        elif coupled_gates and forget_bias != 0:
-            _fail(f"forget_bias={forget_bias} needs a forget gate, which coupled_gates=true removes; use 0")
+            if variant is not None:
+                _fail(f"variant={variant} needs cell=lstm, got cell={cell}; leave variant at null")
         if init == "irnn" and cell != "rnn":
             _fail(f"init=irnn needs cell=rnn, got cell={cell}; choose one of: default, orthogonal")
+
+        lstm_extras: dict[str, Any] = {"peephole": peephole, "coupled_gates": coupled_gates}
+        if variant is not None:
+            _choice("variant", variant, tuple(VARIANTS))
+            for key, value in _variant_changes(variant).items():
+                if key in requested:
+                    if requested[key] not in (None, DEFAULT_ACTIVATIONS[key], value):
+                        _fail(f"variant={variant} fixes activation.{key}={value}, got {requested[key]}; "
+                              f"leave it at {DEFAULT_ACTIVATIONS[key]}")
+                    requested[key] = value
+                elif key == "peephole" and peephole and not value:
+                    _fail(f"variant={variant} has no peepholes, got peephole=true; use peephole=false")
+                else:
+                    lstm_extras[key] = value
+            if coupled_gates and variant != "cifg":
+                _fail(f"coupled_gates=true is variant=cifg, not variant={variant}; use coupled_gates=false")
 
         slots = {slot: requested[slot] or DEFAULT_ACTIVATIONS[slot] for slot in requested}
         activations = {slot: self._activation(slot, slots[slot], negative_slope) for slot in SLOTS[cell]}
 
-        reason = _why_not_fusable(cell, slots, peephole, coupled_gates)
+        reason = _why_not_fusable(cell, slots, **lstm_extras)
         if impl == "fused" and reason is not None:
             _fail(f"impl=fused is not possible: {reason}; use impl=auto or impl=custom")
         self.impl_used = "fused" if reason is None and impl != "custom" else "custom"
@@ -396,20 +480,30 @@ class RecurrentStack(nn.Module):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.dropout = float(dropout)
+        self.variant = variant
+        self.bidirectional = bidirectional
+        self.directions = 2 if bidirectional else 1
+        self.output_size = self.directions * hidden_size  # features per step of forward's output
         self.activation_names = {slot: slots[slot] for slot in SLOTS[cell]}
 
-        layers = []
-        for index in range(num_layers):
-            layer_input = input_size if index == 0 else hidden_size
+        def make_cell(layer_input: int) -> RecurrentCell:
             if cell == "lstm":
-                unit = LSTMCell(layer_input, hidden_size, peephole=peephole, coupled_gates=coupled_gates,
-                                init=init, forget_bias=float(forget_bias), **activations)
-            elif cell == "gru":
-                unit = GRUCell(layer_input, hidden_size, init=init, **activations)
-            else:
-                unit = RNNCell(layer_input, hidden_size, init=init, **activations)
-            layers.append(RecurrentLayer(unit))
+                return LSTMCell(layer_input, hidden_size, init=init, forget_bias=float(forget_bias),
+                                **lstm_extras, **activations)
+            if cell == "gru":
+                return GRUCell(layer_input, hidden_size, init=init, **activations)
+            return RNNCell(layer_input, hidden_size, init=init, **activations)
+
+        # Built level by level, forward before backward, so that default init consumes the RNG in
+        # torch.nn's order (l0, l0_reverse, l1, ...).
+        layers, reverse_layers = [], []
+        for index in range(num_layers):
+            layer_input = input_size if index == 0 else self.output_size
+            layers.append(RecurrentLayer(make_cell(layer_input)))
+            if bidirectional:
+                reverse_layers.append(RecurrentLayer(make_cell(layer_input)))
         self.layers = nn.ModuleList(layers)
+        self.reverse_layers = nn.ModuleList(reverse_layers)
 
     @staticmethod
     def _activation(slot: str, name: str, negative_slope: float) -> Activation:
@@ -420,55 +514,95 @@ class RecurrentStack(nn.Module):
 
     @property
     def cells(self) -> list[RecurrentCell]:
-        return [layer.cell for layer in self.layers]
+        """Every cell in torch.nn's parameter order: layer 0 (then its reverse), layer 1, ..."""
+        if not self.bidirectional:
+            return [layer.cell for layer in self.layers]
+        return [layer.cell for pair in zip(self.layers, self.reverse_layers) for layer in pair]
 
     def reset_parameters(self) -> None:
         for cell in self.cells:
             cell.reset_parameters()
 
-    def forward(self, x: Tensor, return_steps: bool = False):
-        """x (B, T, I) -> out (B, T, H); with return_steps also the last layer's h_t list.
+    def forward(self, x: Tensor, return_steps: bool = False, lengths: Optional[Tensor] = None):
+        """x (B, T, I) -> out (B, T, directions*H); with return_steps also the last layer's h_t list.
 
         The steps are the very tensors that feed the next time step, so
         `torch.autograd.grad(loss, steps)` gives the total dL/dh_t. They always come from
-        the custom path (on the same parameters), since the fused kernels do not expose them.
+        the custom path (on the same parameters), since the fused kernels do not expose them;
+        in a bidirectional stack they are the forward direction's.
+
+        `lengths` (B,) marks right-padded sequences; only the backward direction needs them
+        (it must start at each sequence's last real step). Outputs at padded steps are not
+        meaningful and must be left out by the caller.
         """
         if x.dim() != 3 or x.shape[2] != self.input_size or x.shape[1] == 0:
             _fail(f"expected input (batch, time>0, {self.input_size}), got shape {tuple(x.shape)}")
-        if return_steps:
-            return self._forward_custom(x)
-        if self.impl_used == "fused":
-            return self._forward_fused(x)
-        return self._forward_custom(x)[0]
+        if not self.bidirectional:
+            lengths = None  # padding after the real steps cannot reach them in one direction
+        if return_steps or self.impl_used == "custom":
+            out, steps = self._forward_custom(x, lengths)
+            return (out, steps) if return_steps else out
+        return self._forward_fused(x, lengths)
 
-    def _forward_custom(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    @staticmethod
+    def _reverse_index(lengths: Optional[Tensor], steps: int, like: Tensor) -> Optional[Tensor]:
+        """(T, B) time indices that reverse each sequence within its length, padding left in place."""
+        if lengths is None:
+            return None
+        t = torch.arange(steps, device=like.device)[:, None]  # (T, 1)
+        real = lengths.to(like.device)[None, :]  # (1, B)
+        return torch.where(t < real, real - 1 - t, t)  # (T, B)
+
+    @staticmethod
+    def _reverse(seq: Tensor, index: Optional[Tensor]) -> Tensor:
+        """seq (T, B, F) read backwards in time; with an index from `_reverse_index`, per sequence."""
+        if index is None:
+            return seq.flip(0)
+        return seq.gather(0, index[:, :, None].expand_as(seq))
+
+    def _forward_custom(self, x: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
         seq = x.transpose(0, 1)  # (B, T, I) -> (T, B, I), time-major for unbind
+        index = self._reverse_index(lengths, seq.shape[0], seq) if self.bidirectional else None
         last = self.num_layers - 1
-        for index, layer in enumerate(self.layers):
+        for level, layer in enumerate(self.layers):
             hs, _ = layer(seq)
-            if index < last:
-                seq = torch.stack(hs, 0)  # T x (B, H) -> (T, B, H)
-                seq = F.dropout(seq, self.dropout, self.training)
-        return torch.stack(hs, 1), hs  # T x (B, H) -> (B, T, H)
+            out = torch.stack(hs, 0)  # T x (B, H) -> (T, B, H)
+            if self.bidirectional:
+                backward_hs, _ = self.reverse_layers[level](self._reverse(seq, index))
+                backward = self._reverse(torch.stack(backward_hs, 0), index)  # back in forward time order
+                out = torch.cat((out, backward), 2)  # (T, B, 2H)
+            if level < last:
+                seq = F.dropout(out, self.dropout, self.training)
+        return out.transpose(0, 1), hs  # (T, B, D*H) -> (B, T, D*H)
 
     def fused_weights(self) -> list[Tensor]:
-        """The parameters in the flat order torch's fused kernels take: per layer w_ih, w_hh, b_ih, b_hh."""
+        """The parameters in the flat order torch's fused kernels take: per cell w_ih, w_hh, b_ih, b_hh."""
         return [p for cell in self.cells for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
 
-    def _forward_fused(self, x: Tensor) -> Tensor:
-        h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
-        # Positional tail: has_biases, num_layers, dropout, train, bidirectional, batch_first.
-        flags = (True, self.num_layers, self.dropout, self.training, False, True)
-        weights = self.fused_weights()
-        if self.cell_type == "lstm":
-            out, _, _ = torch.lstm(x, (h0, h0), weights, *flags)
-        elif self.cell_type == "gru":
-            out, _ = torch.gru(x, h0, weights, *flags)
-        elif self.activation_names["candidate"] == "relu":
-            out, _ = torch.rnn_relu(x, h0, weights, *flags)
-        else:
-            out, _ = torch.rnn_tanh(x, h0, weights, *flags)
+    def _forward_fused(self, x: Tensor, lengths: Optional[Tensor]) -> Tensor:
+        h0 = x.new_zeros(self.num_layers * self.directions, x.shape[0], self.hidden_size)
+        # has_biases, num_layers, dropout, train, bidirectional
+        flags = (True, self.num_layers, self.dropout, self.training, self.bidirectional)
+        if lengths is None:
+            return self._fused_call((x,), h0, flags + (True,))  # batch_first
+        # A packed sequence makes the backward direction start at each sequence's last real step.
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        data = self._fused_call((packed.data, packed.batch_sizes), h0, flags)
+        out, _ = nn.utils.rnn.pad_packed_sequence(
+            nn.utils.rnn.PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+            batch_first=True, total_length=x.shape[1])
         return out
+
+    def _fused_call(self, inputs: tuple, h0: Tensor, flags: tuple) -> Tensor:
+        """torch's fused kernel on `inputs` (padded x, or packed data and batch sizes); its output only."""
+        if self.cell_type == "lstm":
+            kernel, hx = torch.lstm, (h0, h0)  # h and c both start at zero
+        elif self.cell_type == "gru":
+            kernel, hx = torch.gru, h0
+        else:
+            kernel = torch.rnn_relu if self.activation_names["candidate"] == "relu" else torch.rnn_tanh
+            hx = h0
+        return kernel(*inputs, hx, self.fused_weights(), *flags)[0]
 
     def extra_repr(self) -> str:
         return f"cell={self.cell_type}, dropout={self.dropout}, impl_used={self.impl_used}"
@@ -509,4 +643,6 @@ def build_stack(model_cfg: Any, input_size: int) -> RecurrentStack:
         coupled_gates=read(model_cfg, "coupled_gates", False),
         init=read(model_cfg, "init", "default"),
         impl=read(model_cfg, "impl", "auto"),
+        variant=read(model_cfg, "variant", None),
+        bidirectional=read(model_cfg, "bidirectional", False),
     )

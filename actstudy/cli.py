@@ -325,11 +325,13 @@ def list_choices() -> None:
     Example:  actstudy list
     """
     from actstudy.activations import ACTIVATIONS
+    from actstudy.cells import VARIANTS
     from actstudy.config import CELLS, OPTIMIZERS
     from actstudy.tasks import TASKS
 
     sections = [
-        ("cells (model=...)", CELLS),
+        ("cells (model=...)", {**CELLS, "irnn": "the rnn with candidate=relu and init=irnn (Le et al. 2015)"}),
+        ("LSTM variants of Greff et al. 2017 (model.variant=...)", VARIANTS),
         ("activations (model.activation.gate|candidate|output=...)",
          {name: a.description for name, a in ACTIVATIONS.items()}),
         ("tasks (task=...)", {name: _describe(entry) for name, entry in TASKS.items()}),
@@ -347,12 +349,13 @@ def list_choices() -> None:
 
 
 def _studies() -> dict[str, str]:
-    """conf/study/NAME.yaml → its first comment line after the package header."""
+    """conf/study/NAME.yaml → its opening comment, up to the line that ends its first sentence."""
     found = {}
     for path in sorted(Path(config_dir(), "study").glob("*.yaml")):
         comments = [line.lstrip("# ").strip() for line in path.read_text().splitlines()
                     if line.startswith("#") and "@package" not in line]
-        found[path.stem] = comments[0] if comments else ""
+        ends = next((k for k, line in enumerate(comments) if line.endswith(".") or "Run:" in line), 0)
+        found[path.stem] = " ".join(comments[: ends + 1]).split(" Run:")[0].strip()
     return found
 
 

@@ -68,6 +68,9 @@ class ModelConfig:
     coupled_gates: bool = False
     init: str = "default"
     impl: str = "auto"
+    variant: Optional[str] = None  # LSTM only: one of Greff et al.'s variants, on top of the keys above
+    bidirectional: bool = False
+    readout: str = "last"
 
 
 @dataclass
@@ -120,6 +123,8 @@ def _at_least(key: str, value: Any, low: float, what: str = "") -> None:
 def validate(cfg: DictConfig) -> None:
     """Check choices and ranges that types alone do not catch (the task checks its own keys)."""
     from actstudy.activations import ACTIVATIONS
+    from actstudy.cells import VARIANTS
+    from actstudy.model import READOUTS
 
     m = cfg.model
     _choice("model.cell", m.cell, list(CELLS))
@@ -131,6 +136,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.dropout={m.dropout} is out of range: must be in [0, 1)")
     _choice("model.init", m.init, INITS)
     _choice("model.impl", m.impl, IMPLS)
+    _choice("model.readout", m.readout, READOUTS)
+    if m.variant is not None:
+        _choice("model.variant", m.variant, list(VARIANTS))
     _choice("optim.name", cfg.optim.name, list(OPTIMIZERS))
     if not cfg.optim.lr > 0:
         raise ConfigError(f"optim.lr={cfg.optim.lr} is out of range: must be > 0")
@@ -157,7 +165,10 @@ def check_buildable(cfg: DictConfig) -> None:
 
     validate(cfg)
     try:
-        check_task_config(cfg.task)
+        task = check_task_config(cfg.task)
+        if cfg.model.readout == "all" and getattr(task, "per_step", False):
+            raise ConfigError(f"model.readout=all needs one target per sequence, but task={cfg.task.name} has "
+                              "one per step; choose model.readout=last")
         build_stack(cfg.model, input_size=1)
     except ConfigError:
         raise

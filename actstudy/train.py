@@ -308,7 +308,7 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
     task = build_task(cfg.task, cfg.seed if data_seed is None else data_seed)
     torch.manual_seed(cfg.seed)  # the model's initialisation does not depend on how the data was made
     model = SequenceModel(cfg.model, task.input_size, task.output_size, task.per_step,
-                          vocab_size=task.vocab_size).to(device)
+                          vocab_size=task.vocab_size, seq_len=task.splits["train"][0].shape[1]).to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     params = count_parameters(model)
     log.info("task: %s", task.describe())

@@ -27,8 +27,10 @@ def weighted_loss(out: torch.Tensor) -> torch.Tensor:
     return (out * weights).sum()
 
 
-def torch_module(cell: str, candidate: str, num_layers: int, dropout: float = 0.0) -> nn.Module:
-    kwargs = dict(input_size=I, hidden_size=H, num_layers=num_layers, batch_first=True, dropout=dropout)
+def torch_module(cell: str, candidate: str, num_layers: int, dropout: float = 0.0,
+                 bidirectional: bool = False) -> nn.Module:
+    kwargs = dict(input_size=I, hidden_size=H, num_layers=num_layers, batch_first=True, dropout=dropout,
+                  bidirectional=bidirectional)
     if cell == "lstm":
         return nn.LSTM(**kwargs)
     if cell == "gru":
@@ -525,7 +527,6 @@ def test_build_stack_defaults_absent_keys():
         (dict(cell="gru", peephole=True), "peephole=true needs cell=lstm, got cell=gru"),
         (dict(cell="rnn", coupled_gates=True), "coupled_gates=true needs cell=lstm, got cell=rnn"),
         (dict(cell="gru", forget_bias=1.0), "forget_bias=1.0 needs cell=lstm"),
-        (dict(coupled_gates=True, forget_bias=1.0), "coupled_gates=true removes"),
         (dict(activation=ActivationCfg(candidate="relux")),
          "activation.candidate: unknown activation 'relux'; choose one of: sigmoid, hard_sigmoid"),
         (dict(cell="gru", activation=ActivationCfg(output="relu")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ class CopyConfig(CommonConfig):
     seq_len: int = int_key(20, 1)  # the delay T; 1 puts the delimiter right after the symbols
     input: str = field(default="onehot", metadata={"valid": "one of: onehot, tokens"})
     embedding_size: int = int_key(16, 1)  # input=tokens: features per embedded symbol
+    per_step: ClassVar[bool] = True  # a target at every step, whatever the keys say
 
 
 INPUTS = ("onehot", "tokens")
