@@ -502,8 +502,10 @@ class RecurrentStack(nn.Module):
             layers.append(RecurrentLayer(make_cell(layer_input)))
             if bidirectional:
                 reverse_layers.append(RecurrentLayer(make_cell(layer_input)))
-        self.layers = nn.ModuleList(layers)
+        # Registered backward first: modules() then ends with the forward direction's last cell, the one
+        # whose h_t `return_steps` gives and whose slots the probe records (actstudy/probe.py).
         self.reverse_layers = nn.ModuleList(reverse_layers)
+        self.layers = nn.ModuleList(layers)
 
     @staticmethod
     def _activation(slot: str, name: str, negative_slope: float) -> Activation:

@@ -352,3 +352,10 @@ def test_auto_runs_fused_and_matches_custom_on_the_same_seed(cli, tmp_path):
         for value in ("loss", "metric"):
             assert summaries["auto"][key][value] == pytest.approx(summaries["custom"][key][value], rel=1e-4, abs=1e-6)
     assert summaries["auto"]["best_val_loss"] == pytest.approx(summaries["custom"]["best_val_loss"], rel=1e-4)
+
+
+def test_the_probe_reads_the_forward_direction_of_the_last_level():
+    from actstudy.probe import last_cell
+
+    stack = RecurrentStack("gru", I, H, 2, bidirectional=True)
+    assert last_cell(stack) is stack.layers[-1].cell
