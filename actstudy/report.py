@@ -892,20 +892,41 @@ def print_tables(console: Console, summary: pd.DataFrame, sections: list[TaskSec
         dropped += [headers.index("95% CI"), *range(CONSOLE_KEEP, len(headers))]  # summary.md has them all
         headers = [h for i, h in enumerate(headers) if i not in dropped]
         cells = [[c for i, c in enumerate(row) if i not in dropped] for row in cells]
-        table = Table(title=escape(f"{section.title} — baseline: {_baseline_text(section)}"),
-                      title_justify="left",
-                      caption="mean ± std over completed seeds; gaps at the last epoch (metric: train − val, "
-                              "loss: val − train); g_t = ‖∂L/∂h_t‖ at the last probed epoch",
-                      caption_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True,
-                      show_edge=False, pad_edge=False)  # every column counts on a terminal
-        for header in headers:
-            is_text = header in TEXT_COLUMNS
-            # fold rather than cut: a narrow terminal must not hide part of a number or a label
-            table.add_column(escape(header), justify="left" if is_text else "right", overflow="fold",
-                             no_wrap=header == "model")
-        for row_cells in cells:
-            table.add_row(*(escape(c) for c in row_cells))
+        table = _console_table(section, headers, cells)
+        # A narrow terminal folds every cell into a column of fragments: drop columns from the right (the
+        # least read first) until each value fits on its line; summary.md and index.html keep them all.
+        while len(headers) > MIN_CONSOLE_COLUMNS and _natural_width(console, _console_table(section, headers, cells, caption=False)) > console.width:
+            headers, cells = headers[:-1], [row[:-1] for row in cells]
+            table = _console_table(section, headers, cells)
         console.print(table)
+
+
+MIN_CONSOLE_COLUMNS = 6  # model, slots, test metric, test loss, n, div
+
+
+def _natural_width(console: Console, table: Table) -> int:
+    """Characters the table needs with no cell folded (measured as if the terminal were unbounded)."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update(max_width=100_000), table).maximum
+
+
+def _console_table(section: "TaskSection", headers: list[str], cells: list[list[str]], caption: bool = True) -> Table:
+    table = Table(title=escape(f"{section.title} — baseline: {_baseline_text(section)}") if caption else None,
+                  title_justify="left",
+                  caption=None if not caption else "mean ± std over completed seeds; gaps at the last epoch (metric: train − val, "
+                          "loss: val − train); g_t = ‖∂L/∂h_t‖ at the last probed epoch; more columns in "
+                          "summary.md and index.html",
+                  caption_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True,
+                  show_edge=False, pad_edge=False)  # every column counts on a terminal
+    for header in headers:
+        is_text = header in TEXT_COLUMNS
+        # fold rather than cut: a narrow terminal must not hide part of a number or a label
+        table.add_column(escape(header), justify="left" if is_text else "right", overflow="fold",
+                         no_wrap=header == "model")
+    for row_cells in cells:
+        table.add_row(*(escape(c) for c in row_cells))
+    return table
 
 
 # --------------------------------------------------------------------------------------------- plots

@@ -244,3 +244,21 @@ def test_only_unreadable_runs_raises(tmp_path):
     with pytest.raises(ReportError, match="could be read"):
         write_report([tmp_path], None, console)
     assert "warning:" in console.file.getvalue()
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_console_table_fits_the_terminal_without_folding_a_value(study, width):
+    from actstudy.report import print_tables
+
+    summary = study["result"].summary
+    sections = build_sections(group_runs(load_runs(find_run_dirs([study["root"]]))[0]))
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    print_tables(console, summary, sections)
+    lines = console.file.getvalue().splitlines()
+    assert all(len(line) <= width for line in lines)
+    rows = [line for line in lines if line.startswith(("lstm ", "gru "))]
+    assert rows and all("±" in row for row in rows)  # each value whole on its model's line
+    continuation = [line for line in lines if line.startswith("     ") and any(ch.isdigit() for ch in line)]
+    assert continuation == []  # no number folded onto a second line
+    header = next(line for line in lines if line.startswith("model"))
+    assert ("log10 g₁/g_T" in header) == (width == 200)  # a wide terminal shows more columns
