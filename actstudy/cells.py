@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from actstudy import bptt
 from actstudy.activations import DEFAULT_NEGATIVE_SLOPE, Activation, resolve_activation
 
 CELL_TYPES = ("lstm", "gru", "rnn")
@@ -114,6 +115,11 @@ class RecurrentCell(nn.Module):
     def step(self, projected: Tensor, state: State) -> tuple[Tensor, State]:
         """One time step from the projected input (B, G*H); returns (h_t, new state)."""
         raise NotImplementedError
+
+    def sequence(self, projected: Tensor) -> Optional[Tensor]:
+        """h_1..h_T (T, B, H) from zero state with a hand-written backward (actstudy/bptt.py), or None
+        when this cell's configuration has none and the layer must loop `step` under autograd."""
+        return None
 
     def forward(self, x_t: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
         """One time step from the raw input x_t (B, I); a zero state when none is given."""
@@ -230,6 +236,13 @@ class LSTMCell(RecurrentCell):
             return h, (h, c, torch.cat((i, f, o), 1))
         return h, (h, c)
 
+    def sequence(self, projected: Tensor) -> Optional[Tensor]:
+        plain = (self.peephole is None and not self.coupled_gates and self.missing_gate is None
+                 and self.gate_recurrence is None)
+        if not plain:
+            return None  # Greff et al.'s variants other than NP (and NIAF/NOAF: slots) train under autograd
+        return bptt.LSTMFunction.apply(projected, self.weight_hh, self.gate, self.candidate, self.output)
+
     def _slots_repr(self) -> str:
         extras = (", peephole=True" if self.peephole is not None else "") + (
             ", coupled_gates=True" if self.coupled_gates else ""
@@ -274,6 +287,9 @@ class GRUCell(RecurrentCell):
         h = n + z * (h_prev - n)  # = (1 - z) * n + z * h_prev
         return h, h
 
+    def sequence(self, projected: Tensor) -> Optional[Tensor]:
+        return bptt.GRUFunction.apply(projected, self.weight_hh, self.bias_hh, self.gate, self.candidate)
+
     def _slots_repr(self) -> str:
         return f", gate={self.gate.name}, candidate={self.candidate.name}"
 
@@ -295,6 +311,9 @@ class RNNCell(RecurrentCell):
     def step(self, projected: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         h = self.candidate(torch.addmm(projected, state, self.weight_hh.t()))
         return h, h
+
+    def sequence(self, projected: Tensor) -> Optional[Tensor]:
+        return bptt.RNNFunction.apply(projected, self.weight_hh, self.candidate)
 
     def _slots_repr(self) -> str:
         return f", candidate={self.candidate.name}"
@@ -321,6 +340,19 @@ class RecurrentLayer(nn.Module):
             h, state = self.cell.step(projected_t, state)
             hs.append(h)
         return hs, state
+
+    def sequence(self, xs: Tensor, per_step: bool = False) -> Tensor:
+        """xs (T, B, I) -> every step's hidden state (T, B, H), from zero state.
+
+        Uses the cell's hand-written backward through time where it has one (much less autograd
+        bookkeeping per step), unless `per_step` asks for the plain autograd loop over `step`.
+        """
+        if not per_step:
+            hs = self.cell.sequence(self.cell.project_inputs(xs))
+            if hs is not None:
+                return hs
+        hs, _ = self(xs)
+        return torch.stack(hs, 0)  # T x (B, H) -> (T, B, H)
 
 
 # --------------------------------------------------------------------------- stack
@@ -474,6 +506,9 @@ class RecurrentStack(nn.Module):
         if impl == "fused" and reason is not None:
             _fail(f"impl=fused is not possible: {reason}; use impl=auto or impl=custom")
         self.impl_used = "fused" if reason is None and impl != "custom" else "custom"
+        # The custom path's plain LSTM, GRU and RNN cells train with a hand-written backward through
+        # time (actstudy/bptt.py); False loops their steps under autograd instead (for comparison).
+        self.bptt = True
 
         self.cell_type = cell
         self.input_size = input_size
@@ -542,7 +577,7 @@ class RecurrentStack(nn.Module):
         if not self.bidirectional:
             lengths = None  # padding after the real steps cannot reach them in one direction
         if return_steps or self.impl_used == "custom":
-            out, steps = self._forward_custom(x, lengths)
+            out, steps = self._forward_custom(x, lengths, return_steps)
             return (out, steps) if return_steps else out
         return self._forward_fused(x, lengths)
 
@@ -562,20 +597,27 @@ class RecurrentStack(nn.Module):
             return seq.flip(0)
         return seq.gather(0, index[:, :, None].expand_as(seq))
 
-    def _forward_custom(self, x: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        seq = x.transpose(0, 1)  # (B, T, I) -> (T, B, I), time-major for unbind
+    def _forward_custom(self, x: Tensor, lengths: Optional[Tensor],
+                        return_steps: bool = False) -> tuple[Tensor, Optional[list[Tensor]]]:
+        """The custom cells; with return_steps the last forward layer loops `step` under autograd, so
+        that its h_t exist as tensors (the others, and every layer otherwise, use `sequence`)."""
+        seq = x.transpose(0, 1)  # (B, T, I) -> (T, B, I), time-major
         index = self._reverse_index(lengths, seq.shape[0], seq) if self.bidirectional else None
         last = self.num_layers - 1
+        per_step = not self.bptt
+        steps = None
         for level, layer in enumerate(self.layers):
-            hs, _ = layer(seq)
-            out = torch.stack(hs, 0)  # T x (B, H) -> (T, B, H)
+            if return_steps and level == last:
+                steps, _ = layer(seq)
+                out = torch.stack(steps, 0)  # T x (B, H) -> (T, B, H)
+            else:
+                out = layer.sequence(seq, per_step)
             if self.bidirectional:
-                backward_hs, _ = self.reverse_layers[level](self._reverse(seq, index))
-                backward = self._reverse(torch.stack(backward_hs, 0), index)  # back in forward time order
-                out = torch.cat((out, backward), 2)  # (T, B, 2H)
+                backward = self.reverse_layers[level].sequence(self._reverse(seq, index), per_step)
+                out = torch.cat((out, self._reverse(backward, index)), 2)  # back in forward time order: (T, B, 2H)
             if level < last:
                 seq = F.dropout(out, self.dropout, self.training)
-        return out.transpose(0, 1), hs  # (T, B, D*H) -> (B, T, D*H)
+        return out.transpose(0, 1), steps  # (T, B, D*H) -> (B, T, D*H)
 
     def fused_weights(self) -> list[Tensor]:
         """The parameters in the flat order torch's fused kernels take: per cell w_ih, w_hh, b_ih, b_hh."""
