@@ -149,3 +149,21 @@ def test_a_diverging_run_is_recorded_and_the_sweep_completes(cli, tmp_path):
                     and read_run(d)[2]["status"] == "diverged")
     summary = read_run(diverged)[2]
     assert summary["epochs_completed"] < 2
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_default_slots_run_fused_and_match_the_custom_path(cli, tmp_path, model):
+    # impl=auto picks torch's kernel for the default slots; impl=custom (the hand-written backward through
+    # time) must train the same model from the same seed to the same numbers, up to float rounding.
+    frames = {}
+    for impl in ("auto", "custom"):
+        run_dir = tmp_path / impl
+        result = cli("run", *TINY, f"model={model}", f"model.impl={impl}", f"hydra.run.dir={run_dir}", "-q")
+        assert result.exit_code == 0, result.output
+        metrics, grads, summary = read_run(run_dir)
+        assert summary["impl"] == ("fused" if impl == "auto" else "custom")
+        frames[impl] = (metrics.drop(columns="seconds"), grads, summary)
+    (fused, fused_grads, fused_summary), (custom, custom_grads, custom_summary) = frames["auto"], frames["custom"]
+    pd.testing.assert_frame_equal(fused, custom, check_exact=False, rtol=1e-4, atol=1e-6)
+    pd.testing.assert_frame_equal(fused_grads, custom_grads, check_exact=False, rtol=1e-3, atol=1e-8)
+    assert fused_summary["test"]["loss"] == pytest.approx(custom_summary["test"]["loss"], rel=1e-4)
