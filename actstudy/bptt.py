@@ -36,11 +36,9 @@ from torch import Tensor
 from actstudy.activations import Activation
 
 
-def _slot_grad(activation: Activation, pre: Tensor | None, out: Tensor) -> Tensor:
-    """d activation / d input, from whichever side its derivative reads."""
-    if activation.derivative_of == "output":
-        return activation.derivative(out)
-    return activation.derivative(pre)
+def _grad(activation: Activation, pre: Tensor | None, out: Tensor) -> Tensor:
+    """d activation / d input, from the pre-activation or the output (whichever its derivative reads)."""
+    return activation.grad(x=pre, y=out)
 
 
 def _chunks(steps: int, rows_per_step: int) -> list[tuple[int, int]]:
@@ -106,15 +104,15 @@ class LSTMFunction(torch.autograd.Function):
         for start, end in _chunks(steps, batch * 4 * hidden):
             acts = torch.stack(gates[start:end], 0)  # (k, B, 4H)
             pre = torch.stack(pres[start:end], 0) if pres is not None else None
-            slope = _slot_grad(gate, pre, acts)  # gate' over i, f, o (the g block is replaced next)
-            slope[..., g_part] = _slot_grad(candidate, None if pre is None else pre[..., g_part], acts[..., g_part])
+            slope = _grad(gate, pre, acts)  # gate' over i, f, o (the g block is replaced next)
+            slope[..., g_part] = _grad(candidate, None if pre is None else pre[..., g_part], acts[..., g_part])
             c = torch.stack(cells[start:end], 0)
             c_prev = torch.stack(([zeros] if start == 0 else [cells[start - 1]]) + cells[start:end - 1], 0)
             out_c = torch.stack(squashed[start:end], 0)
             i, f, g, o = acts.chunk(4, 2)
             # dA_t = [dc*g*i', dc*c_prev*f', dc*i*g', dh*out(c)*o']: factors of dc (first 3H), of dh (last H).
             factors_t = torch.cat((g, c_prev, i, out_c), 2).mul_(slope).unbind(0)
-            through_t = (o * _slot_grad(output, c, out_c)).unbind(0)  # dc_t gets dh_t * o_t * output'(c_t)
+            through_t = (o * _grad(output, c, out_c)).unbind(0)  # dc_t gets dh_t * o_t * output'(c_t)
             f_t = f.unbind(0)
             # f_{t+1} at the chunk's last step lives in the chunk after it (already done).
             f_after = gates[end][:, hidden:2 * hidden] if end < steps else None
@@ -188,8 +186,8 @@ class GRUFunction(torch.autograd.Function):
         for start, end in _chunks(steps, batch * 3 * hidden):
             rz = torch.stack(rzs[start:end], 0)  # (k, B, 2H)
             n = torch.stack(ns[start:end], 0)
-            slope_rz = _slot_grad(gate, None if pre_rzs is None else torch.stack(pre_rzs[start:end], 0), rz)
-            slope_n = _slot_grad(candidate, None if pre_ns is None else torch.stack(pre_ns[start:end], 0), n)
+            slope_rz = _grad(gate, None if pre_rzs is None else torch.stack(pre_rzs[start:end], 0), rz)
+            slope_n = _grad(candidate, None if pre_ns is None else torch.stack(pre_ns[start:end], 0), n)
             r, z = rz.chunk(2, 2)
             # Every pre-activation gradient is dh_t times a factor known before the loop:
             #   d pre_n = dh (1 - z) n',  d pre_z = dh (h_prev - n) z',  d pre_r = d pre_n * (U_n h + b_hn) r'.
@@ -249,7 +247,7 @@ class RNNFunction(torch.autograd.Function):
         dh = grad_hs_t[-1]
         for start, end in _chunks(steps, batch * hidden):
             pre = torch.stack(ctx.pres[start:end], 0) if ctx.pres is not None else None
-            slope_t = _slot_grad(ctx.candidate, pre, hs[start:end]).unbind(0)
+            slope_t = _grad(ctx.candidate, pre, hs[start:end]).unbind(0)
             for t in range(end - 1, start - 1, -1):
                 torch.mul(dh, slope_t[t - start], out=grad_pre_t[t])
                 if t > 0:
