@@ -1,6 +1,6 @@
 """Wall time of one 12-run sweep: sequential (Hydra's basic launcher) vs joblib with 2 workers.
 
-    python benchmarks/sweep.py [--epochs 10] [--keep DIR] [--default-threads]
+    python benchmarks/sweep.py [--epochs 20] [--keep DIR] [--default-threads]
 
 Both sweeps are the same 12 runs (LSTM, GRU x tanh, relu, elu candidate x 2 seeds, adding problem, hidden
 64, T=50, 2,000 sequences) started as a user would, with `python -m actstudy sweep`, each into a fresh directory, timed from start
@@ -44,7 +44,8 @@ def timed_sweep(extra: list[str], sweep_dir: Path, epochs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=10)
+    # 20 epochs: runs of ~14 s, the length of a study's runs; at 10 (~7 s) the workers' torch import weighs more.
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="write the sweeps here instead of a temporary folder")
     parser.add_argument("--default-threads", action="store_true",
                         help="also time the sequential sweep at threads=<all cores> (slow when others share the cores)")
