@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from actstudy import bptt
 from actstudy.activations import DEFAULT_NEGATIVE_SLOPE, Activation, resolve_activation
+from actstudy.slots import DEFAULT_ACTIVATIONS, SLOTS
 
 CELL_TYPES = ("lstm", "gru", "rnn")
 INITS = ("default", "orthogonal", "irnn")
@@ -56,9 +57,6 @@ VARIANTS = {
     "fgr": "full gate recurrence: i, f, o also see the previous i, f, o",
 }
 
-# Which activation slots each cell has, and what every slot defaults to.
-SLOTS = {"lstm": ("gate", "candidate", "output"), "gru": ("gate", "candidate"), "rnn": ("candidate",)}
-DEFAULT_ACTIVATIONS = {"gate": "sigmoid", "candidate": "tanh", "output": "tanh"}
 
 LSTMState = tuple[Tensor, ...]  # (h, c), each (B, H); FGR adds the previous i, f, o as (B, 3H)
 State = Union[Tensor, LSTMState]

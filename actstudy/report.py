@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from actstudy.slots import DEFAULT_ACTIVATIONS, SLOTS
 from actstudy.stats import ALPHA, TESTS, decay_per_step, holm, overfitting, spread, two_sample_p
 
 try:  # libyaml's parser is several times faster, which matters with a thousand config files
@@ -530,7 +531,10 @@ def _label_groups(members: list[ConfigGroup], task_title: str) -> None:
         group.extras = {short[k]: _show_value(config.get(k, "—")) for k in differing}
         extras = " ".join(f"{k}={v}" for k, v in group.extras.items())
         group.task_title = task_title
-        group.config_label = f"{group.cell} / {','.join(group.activations)}" + (f" {extras}" if extras else "")
+        # A slot the cell does not have (the GRU's output, the RNN's gate and output) reads "-".
+        slots = SLOTS.get(group.cell, ACTIVATION_SLOTS)
+        named = [name if slot in slots else "-" for slot, name in zip(ACTIVATION_SLOTS, group.activations)]
+        group.config_label = f"{group.cell} / {','.join(named)}" + (f" {extras}" if extras else "")
     # Different values can print alike (1 and 1.0); a label must still name one group only.
     seen: dict[str, int] = {}
     for group in members:
@@ -614,7 +618,7 @@ SPREAD_QUANTITIES = {
 ACTIVATION_STATS = ("gate_saturated_fraction", "candidate_dead_fraction", "mean_abs_cell_state",
                     "mean_abs_hidden_state")
 COMPARISON_COLUMNS = ["reference", "diff_vs_reference", "p_value", "p_holm", "significant", "test"]
-DEFAULT_SLOTS = {"gate": "sigmoid", "candidate": "tanh", "output": "tanh"}
+DEFAULT_SLOTS = DEFAULT_ACTIVATIONS
 
 
 def statistics_frame(sections: list[TaskSection]) -> pd.DataFrame:
