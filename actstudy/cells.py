@@ -238,7 +238,7 @@ class LSTMCell(RecurrentCell):
         plain = (self.peephole is None and not self.coupled_gates and self.missing_gate is None
                  and self.gate_recurrence is None)
         if not plain:
-            return None  # Greff et al.'s variants other than NP (and NIAF/NOAF: slots) train under autograd
+            return None  # peepholes (every Greff variant but NP), CIFG, NIG/NFG/NOG, FGR: loop under autograd
         return bptt.LSTMFunction.apply(projected, self.weight_hh, self.gate, self.candidate, self.output)
 
     def _slots_repr(self) -> str:

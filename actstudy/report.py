@@ -56,7 +56,7 @@ REQUIRED_CONFIG_KEYS = (
     "model.activation.candidate",
     "model.activation.output",
 )
-ACTIVATION_SLOTS = ("gate", "candidate", "output")
+ACTIVATION_SLOTS = tuple(DEFAULT_ACTIVATIONS)  # gate, candidate, output
 REQUIRED_METRIC_COLUMNS = ("epoch", "train_loss", "val_loss")
 KNOWN_STATUSES = ("completed", "diverged", "failed", "running")
 REPORT_DIR_NAME = "report"
@@ -618,7 +618,6 @@ SPREAD_QUANTITIES = {
 ACTIVATION_STATS = ("gate_saturated_fraction", "candidate_dead_fraction", "mean_abs_cell_state",
                     "mean_abs_hidden_state")
 COMPARISON_COLUMNS = ["reference", "diff_vs_reference", "p_value", "p_holm", "significant", "test"]
-DEFAULT_SLOTS = DEFAULT_ACTIVATIONS
 
 
 def statistics_frame(sections: list[TaskSection]) -> pd.DataFrame:
@@ -655,7 +654,7 @@ def comparison_frame(sections: list[TaskSection], test: str = "welch") -> pd.Dat
             families.setdefault((group.cell, group.metric_name), []).append(group)
         for members in families.values():
             references = {_reference_key(g): g for g in members
-                          if dict(zip(ACTIVATION_SLOTS, g.activations)) == DEFAULT_SLOTS}
+                          if dict(zip(ACTIVATION_SLOTS, g.activations)) == DEFAULT_ACTIVATIONS}
             family = []
             for group in members:
                 reference = references.get(_reference_key(group))
@@ -765,7 +764,7 @@ def _comparison_text(row: pd.Series) -> str:
 
 
 def _is_reference_row(row: pd.Series) -> bool:
-    return (row["gate"], row["candidate"], row["output"]) == tuple(DEFAULT_SLOTS.values())
+    return (row["gate"], row["candidate"], row["output"]) == tuple(DEFAULT_ACTIVATIONS.values())
 
 
 def _onset_text(row: pd.Series) -> str:
