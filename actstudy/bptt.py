@@ -36,11 +36,6 @@ from torch import Tensor
 from actstudy.activations import Activation
 
 
-def _grad(activation: Activation, pre: Tensor | None, out: Tensor) -> Tensor:
-    """d activation / d input, from the pre-activation or the output (whichever its derivative reads)."""
-    return activation.grad(x=pre, y=out)
-
-
 def _chunks(steps: int, rows_per_step: int) -> list[tuple[int, int]]:
     """(start, end) spans covering 0..steps, last first, each about 256K floats of (., rows_per_step)."""
     size = max(1, (1 << 18) // max(1, rows_per_step))
@@ -104,15 +99,15 @@ class LSTMFunction(torch.autograd.Function):
         for start, end in _chunks(steps, batch * 4 * hidden):
             acts = torch.stack(gates[start:end], 0)  # (k, B, 4H)
             pre = torch.stack(pres[start:end], 0) if pres is not None else None
-            slope = _grad(gate, pre, acts)  # gate' over i, f, o (the g block is replaced next)
-            slope[..., g_part] = _grad(candidate, None if pre is None else pre[..., g_part], acts[..., g_part])
+            slope = gate.grad(pre, acts)  # gate' over i, f, o (the g block is replaced next)
+            slope[..., g_part] = candidate.grad(None if pre is None else pre[..., g_part], acts[..., g_part])
             c = torch.stack(cells[start:end], 0)
             c_prev = torch.stack(([zeros] if start == 0 else [cells[start - 1]]) + cells[start:end - 1], 0)
             out_c = torch.stack(squashed[start:end], 0)
             i, f, g, o = acts.chunk(4, 2)
             # dA_t = [dc*g*i', dc*c_prev*f', dc*i*g', dh*out(c)*o']: factors of dc (first 3H), of dh (last H).
             factors_t = torch.cat((g, c_prev, i, out_c), 2).mul_(slope).unbind(0)
-            through_t = (o * _grad(output, c, out_c)).unbind(0)  # dc_t gets dh_t * o_t * output'(c_t)
+            through_t = (o * output.grad(c, out_c)).unbind(0)  # dc_t gets dh_t * o_t * output'(c_t)
             f_t = f.unbind(0)
             # f_{t+1} at the chunk's last step lives in the chunk after it (already done).
             f_after = gates[end][:, hidden:2 * hidden] if end < steps else None
@@ -149,33 +144,33 @@ class GRUFunction(torch.autograd.Function):
         # Per-step views made once: unbind costs one op for all T, slicing inside the loop one per step.
         projected_rz = projected[..., :two].unbind(0)
         projected_n = projected[..., two:].unbind(0)
-        rzs, ns, recurrent_ns, outs, pre_rzs, pre_ns = [], [], [], [], [], []
+        rzs, ns, outs, pre_rzs, pre_ns = [], [], [], [], []
         for t in range(steps):
             recurrent = torch.addmm(bias_hh, h, w_t)  # (B, 3H): U h + b_hh
             pre_rz = projected_rz[t] + recurrent[:, :two]
             rz = gate(pre_rz)
-            recurrent_n = recurrent[:, two:]
-            pre_n = torch.addcmul(projected_n[t], rz[:, :hidden], recurrent_n)
+            pre_n = torch.addcmul(projected_n[t], rz[:, :hidden], recurrent[:, two:])
             n = candidate(pre_n)
             h = torch.addcmul(n, rz[:, hidden:], h - n)  # (1 - z) n + z h_prev
             rzs.append(rz)
             ns.append(n)
-            recurrent_ns.append(recurrent_n)
             outs.append(h)
             if keep_pre:
                 pre_rzs.append(pre_rz)
                 pre_ns.append(pre_n)
         hs = torch.stack(outs, 0)  # (T, B, H)
         ctx.slots = (gate, candidate)
-        ctx.steps_kept = (rzs, ns, recurrent_ns, pre_rzs if keep_pre else None, pre_ns if keep_pre else None)
-        ctx.save_for_backward(weight_hh, hs)
+        # U_n h + b_hn is not kept: a view of it would pin every step's whole (B, 3H) recurrent term, so the
+        # backward recomputes it from hs, one matmul per chunk.
+        ctx.steps_kept = (rzs, ns, pre_rzs if keep_pre else None, pre_ns if keep_pre else None)
+        ctx.save_for_backward(weight_hh, bias_hh, hs)
         return hs
 
     @staticmethod
     def backward(ctx, grad_hs: Tensor):
-        weight_hh, hs = ctx.saved_tensors
+        weight_hh, bias_hh, hs = ctx.saved_tensors
         gate, candidate = ctx.slots
-        rzs, ns, recurrent_ns, pre_rzs, pre_ns = ctx.steps_kept
+        rzs, ns, pre_rzs, pre_ns = ctx.steps_kept
         steps, batch, hidden = hs.shape
         grad_h = torch.empty_like(hs)  # dL/dh_t, total, for every t
         grad_projected = hs.new_empty(steps, batch, 3 * hidden)
@@ -186,14 +181,17 @@ class GRUFunction(torch.autograd.Function):
         for start, end in _chunks(steps, batch * 3 * hidden):
             rz = torch.stack(rzs[start:end], 0)  # (k, B, 2H)
             n = torch.stack(ns[start:end], 0)
-            slope_rz = _grad(gate, None if pre_rzs is None else torch.stack(pre_rzs[start:end], 0), rz)
-            slope_n = _grad(candidate, None if pre_ns is None else torch.stack(pre_ns[start:end], 0), n)
+            slope_rz = gate.grad(None if pre_rzs is None else torch.stack(pre_rzs[start:end], 0), rz)
+            slope_n = candidate.grad(None if pre_ns is None else torch.stack(pre_ns[start:end], 0), n)
             r, z = rz.chunk(2, 2)
+            h_prev = _previous(hs, start, end)
+            recurrent_n = torch.addmm(bias_hh[2 * hidden:], h_prev.reshape(-1, hidden),
+                                      weight_hh[2 * hidden:].t()).view_as(n)  # U_n h_prev + b_hn, (k, B, H)
             # Every pre-activation gradient is dh_t times a factor known before the loop:
             #   d pre_n = dh (1 - z) n',  d pre_z = dh (h_prev - n) z',  d pre_r = d pre_n * (U_n h + b_hn) r'.
             factor_n = (1.0 - z).mul_(slope_n)
-            factor_z = (_previous(hs, start, end) - n).mul_(slope_rz[..., hidden:])
-            factor_r = factor_n * torch.stack(recurrent_ns[start:end], 0) * slope_rz[..., :hidden]
+            factor_z = (h_prev - n).mul_(slope_rz[..., hidden:])
+            factor_r = factor_n * recurrent_n * slope_rz[..., :hidden]
             # The recurrent side differs from the input side only in n: r scales U_n h + b_hn.
             factors_hh = torch.cat((factor_r, factor_z, factor_n * r), 2)  # (k, B, 3H)
             grad_hh = torch.empty_like(factors_hh)  # dL/d(U h_prev + b_hh) at the chunk's steps
@@ -209,7 +207,7 @@ class GRUFunction(torch.autograd.Function):
             factors = torch.stack((factor_r, factor_z, factor_n), 2)  # (k, B, 3, H)
             torch.mul(factors, grad_h[start:end, :, None, :],
                       out=grad_projected[start:end].view(end - start, batch, 3, hidden))
-            grad_weight_hh.addmm_(grad_hh.reshape(-1, 3 * hidden).t(), _previous(hs, start, end).reshape(-1, hidden))
+            grad_weight_hh.addmm_(grad_hh.reshape(-1, 3 * hidden).t(), h_prev.reshape(-1, hidden))
             grad_bias_hh.add_(grad_hh.sum((0, 1)))
         ctx.steps_kept = None
         return grad_projected, grad_weight_hh, grad_bias_hh, None, None
@@ -247,7 +245,7 @@ class RNNFunction(torch.autograd.Function):
         dh = grad_hs_t[-1]
         for start, end in _chunks(steps, batch * hidden):
             pre = torch.stack(ctx.pres[start:end], 0) if ctx.pres is not None else None
-            slope_t = _grad(ctx.candidate, pre, hs[start:end]).unbind(0)
+            slope_t = ctx.candidate.grad(pre, hs[start:end]).unbind(0)
             for t in range(end - 1, start - 1, -1):
                 torch.mul(dh, slope_t[t - start], out=grad_pre_t[t])
                 if t > 0:
