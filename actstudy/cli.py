@@ -17,6 +17,7 @@ from rich.table import Table
 
 from actstudy.config import ConfigError, check_buildable, compose, config_dir, expand_overrides
 from actstudy.config import compose_many, one_line as config_one_line
+from actstudy.rundir import COMPLETED, ERROR, FAILED, RUNNING
 
 app = typer.Typer(
     add_completion=False,
@@ -56,7 +57,7 @@ def _hydra_main():
         _results.append(summary)
         # An optimizing sweeper (hydra/sweeper=optuna) minimises this: the validation loss of the best
         # epoch, never a test number; a failed or diverged run is the worst possible trial.
-        best = summary.get("best_val_loss") if summary.get("status") == "completed" else None
+        best = summary.get("best_val_loss") if summary.get("status") == COMPLETED else None
         return float("inf") if best is None else float(best)
 
     return main
@@ -112,7 +113,7 @@ def _plan_sweep(overrides: list[str], quiet: bool):
     """Compose and check every job; decide the sweep directory and each run's directory and state;
     split the cores between a parallel launcher's jobs. Returns the plan and the overrides for Hydra."""
     from actstudy.sweeps import default_sweep_dir, plan, threads_per_job
-    from actstudy.train import usable_cores
+    from actstudy.runtime import usable_cores
 
     jobs, study_axes = _expand(overrides)
     try:
@@ -129,7 +130,7 @@ def _plan_sweep(overrides: list[str], quiet: bool):
     if warning:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if threads is not None and not any(o.startswith("threads=") for o in overrides):
-        overrides = [*overrides, f"threads={threads}"]  # not part of a run's identity (sweeps.IGNORED_KEYS)
+        overrides = [*overrides, f"threads={threads}"]  # not part of a run's identity (rundir.NOT_IDENTITY_KEYS)
     if quiet:
         overrides = [*overrides, "quiet=true"]
     sweep_plan = plan(list(zip(jobs, cfgs)), Path(_override_value(overrides, "hydra.sweep.dir")))
@@ -160,7 +161,8 @@ def run(
 
     With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores.
     """
-    from actstudy.sweeps import FINISHED, read_summary, run_dir_name, run_id, run_state
+    from actstudy.rundir import FINISHED, read_summary, run_state
+    from actstudy.sweeps import run_dir_name, run_id
 
     overrides = list(overrides or [])
     jobs, _ = _expand(overrides)
@@ -187,21 +189,21 @@ def run(
         if not _results:
             raise typer.Exit(1)
         summary = _results[-1]
-    if summary["status"] == "running":
+    if summary["status"] == RUNNING:
         err_console.print(f"[yellow]not trained:[/] {summary.get('error')} ({run_dir})", highlight=False)
         raise typer.Exit(1)
     _print_run(summary)
-    if summary["status"] == "failed":
+    if summary["status"] == FAILED:
         raise typer.Exit(1)
 
 
 def _print_run(s: dict) -> None:
     where = s.get("run_dir", "?")
-    if s["status"] == "failed":
-        err_console.print(f"[bold red]failed:[/] {s.get('error')}  (traceback in {where}/error.txt)")
+    if s["status"] == FAILED:
+        err_console.print(f"[bold red]failed:[/] {s.get('error')}  (traceback in {where}/{ERROR})")
         return
     name = s["metric_name"]
-    colour = "green" if s["status"] == "completed" else "yellow"
+    colour = "green" if s["status"] == COMPLETED else "yellow"
     console.print(
         f"[bold {colour}]{s['status']}[/]  test loss {_fmt(s['test']['loss'])} (baseline {_fmt(s['baseline']['loss'])})"
         f"  test {name} {_fmt(s['test']['metric'])} (baseline {_fmt(s['baseline']['metric'])})"
@@ -225,7 +227,8 @@ def sweep(
 
     Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
     """
-    from actstudy.sweeps import FINISHED, SweepWatcher, outcome_counts, read_summary
+    from actstudy.rundir import FINISHED, read_summary
+    from actstudy.sweeps import SweepWatcher, outcome_counts
 
     overrides = list(overrides or [])
     if any(o.startswith("hydra/sweeper=") and not o.endswith("=basic") for o in overrides):
@@ -233,7 +236,7 @@ def sweep(
     sweep_plan, overrides = _plan_sweep(overrides, quiet)
     sweep_dir, runs = sweep_plan.sweep_dir, sweep_plan.runs
     done = sweep_plan.count(*FINISHED)
-    resumable = sweep_plan.count("interrupted", "failed")
+    resumable = sweep_plan.count("interrupted", FAILED)
     console.print(f"{len(runs)} runs into {sweep_dir}: {done} already done, {resumable} to resume or retry, "
                   f"{len(runs) - done - resumable} new", highlight=False, soft_wrap=True)
     if dry_run:
@@ -257,12 +260,12 @@ def sweep(
     table.add_row(*(str(n) for n in counts.values()))
     console.print(table)
     for r in runs:
-        if counts["failed"] and (r.run_dir / "error.txt").exists() and r.state not in FINISHED:
+        if counts[FAILED] and (r.run_dir / ERROR).exists() and r.state not in FINISHED:
             summary = read_summary(r.run_dir) or {}
-            if summary.get("status") == "failed":
+            if summary.get("status") == FAILED:
                 err_console.print(f"[bold red]failed:[/] {r.run_dir.name}: {summary.get('error')}", highlight=False)
     console.print(f"report it with: actstudy report {sweep_dir}", highlight=False)
-    if counts["failed"] or counts["unfinished"]:
+    if counts[FAILED] or counts["unfinished"]:
         raise typer.Exit(1)
 
 
@@ -272,7 +275,8 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     trial repeats a finished configuration); the sweeper writes optimization_results.yaml."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from actstudy.sweeps import default_sweep_dir, missing_plugin, read_summary
+    from actstudy.rundir import CONFIG, read_summary
+    from actstudy.sweeps import default_sweep_dir, missing_plugin
 
     problem = missing_plugin(overrides)
     if problem:
@@ -292,7 +296,7 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
         return
     _launch([*overrides, *(["quiet=true"] if quiet else [])], multirun=True)
     statuses = [(read_summary(d) or {}).get("status", "unfinished") for d in sorted(sweep_dir.iterdir())
-                if d.is_dir() and (d / "config.yaml").exists()]
+                if d.is_dir() and (d / CONFIG).exists()]
     console.print(f"{len(statuses)} trial runs: " + ", ".join(
         f"{statuses.count(s)} {s}" for s in sorted(set(statuses))), highlight=False)
     console.print(f"best values: {sweep_dir / 'optimization_results.yaml'}", highlight=False)

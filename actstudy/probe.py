@@ -1,5 +1,9 @@
-"""Activation statistics on the probe batch: how saturated the gates are, how many candidate units are dead,
-how large the cell state grows.
+"""The probes: what a model does on a fixed batch while it trains.
+
+- `grad_norm_by_step`: ‖∂L/∂h_t‖ at every step t (gradient vanishing), and `vanishing_ratio`, the one
+  summary of such a profile that training (summary.json) and the report (summary.csv) both print.
+- `activation_stats`: how saturated the gates are, how many candidate units are dead, how large the cell
+  state grows.
 
 These are the mechanism behind accuracy and vanishing numbers, so they are recorded during training, on the
 same fixed probe batch as ‖∂L/∂h_t‖. The probe knows nothing of a cell's equations: every cell applies its
@@ -11,10 +15,11 @@ runs the batch once without gradients, and puts the originals back.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-import torch
-from torch import Tensor, nn
+if TYPE_CHECKING:  # torch is imported where it is used, so that the report can use this module without it
+    from torch import Tensor, nn
 
 SLOTS = ("gate", "candidate", "output")
 SATURATION_LOW, SATURATION_HIGH = 0.01, 0.99  # a gate output this close to 0 or 1 passes almost no gradient
@@ -44,7 +49,59 @@ class _Recorder:
         return y
 
 
-def last_cell(model: nn.Module) -> nn.Module:
+# ------------------------------------------------------------------------------------ gradient by step
+
+
+def grad_norm_by_step(model, task, x: "Tensor", y: "Tensor", device, lengths: Optional["Tensor"] = None) -> list[float]:
+    """‖∂L/∂h_t‖ for every step t of the last layer's hidden state, on a fixed probe batch.
+
+    The steps come back from the model as the very tensors the recurrence consumes, so the gradient
+    autograd gives for each is the total derivative through all later steps (Arjovsky et al. 2016).
+    With `lengths`, step t = T means each sequence's own last real step and t = T - k the step k before
+    it; at a t that only some sequences reach, the norm is scaled by sqrt(B / how many reach it), so a
+    profile over sequences of one length is the plain norm.
+    """
+    import torch
+
+    model.eval()
+    pred, steps = model(x.to(device), return_steps=True, lengths=lengths)
+    loss = task.loss(pred.cpu(), y, lengths)
+    grads = torch.autograd.grad(loss, steps, allow_unused=True)
+    if lengths is None:
+        return [0.0 if g is None else float(g.norm()) for g in grads]
+    total = len(steps)
+    grid = torch.stack([torch.zeros_like(s) if g is None else g for g, s in zip(grads, steps)], 1)  # (B, T, H)
+    squares = grid.detach().cpu().pow(2).sum(-1)  # (B, T)
+    shift = total - lengths  # move each sequence's last real step to position T - 1
+    aligned = torch.arange(total).unsqueeze(0) - shift.unsqueeze(1)  # (B, T): source step, < 0 = none
+    reach = aligned >= 0
+    gathered = squares.gather(1, aligned.clamp_min(0)) * reach  # (B, T), right-aligned by each end
+    count = reach.sum(0).clamp_min(1)  # (T,)
+    return (gathered.sum(0) * len(lengths) / count).sqrt().tolist()
+
+
+def vanishing_ratio(profile: Sequence[float]) -> float:
+    """log10(‖∂L/∂h_1‖ / ‖∂L/∂h_T‖) of one probed epoch's profile (ordered by t): strongly negative when
+    gradients vanish going back in time.
+
+    An exactly zero first-step norm means the gradient underflowed on its way back (denormals are
+    flushed while training): the ratio is then -inf, which is what happened, not a missing value.
+    NaN when the profile says nothing (no steps, a non-finite or negative norm, a zero last-step norm).
+    """
+    if len(profile) == 0:
+        return math.nan
+    first, last = float(profile[0]), float(profile[-1])
+    if not (math.isfinite(first) and math.isfinite(last)) or last <= 0 or first < 0:
+        return math.nan
+    if first == 0:
+        return -math.inf
+    return math.log10(first / last)
+
+
+# ------------------------------------------------------------------------------------ activation stats
+
+
+def last_cell(model: "nn.Module") -> "nn.Module":
     """The last submodule that has a candidate slot: the cell of the last recurrent layer."""
     found = None
     for module in model.modules():
@@ -55,9 +112,15 @@ def last_cell(model: nn.Module) -> nn.Module:
     return found
 
 
-@torch.no_grad()
-def activation_stats(model: nn.Module, x: Tensor) -> dict[str, float]:
+def activation_stats(model: "nn.Module", x: "Tensor") -> dict[str, float]:
     """Run `x` (B, T, F) through `model` once and summarise what the last cell's activations did."""
+    import torch
+
+    with torch.no_grad():
+        return _activation_stats(model, x)
+
+
+def _activation_stats(model: "nn.Module", x: "Tensor") -> dict[str, float]:
     cell = last_cell(model)
     originals: dict[str, Any] = {slot: getattr(cell, slot) for slot in SLOTS if callable(getattr(cell, slot, None))}
     recorders = {slot: _Recorder(fn) for slot, fn in originals.items()}
@@ -74,7 +137,9 @@ def activation_stats(model: nn.Module, x: Tensor) -> dict[str, float]:
     return _summarise(recorders, steps)
 
 
-def _summarise(recorders: dict[str, _Recorder], steps: list[Tensor]) -> dict[str, float]:
+def _summarise(recorders: dict[str, _Recorder], steps: list["Tensor"]) -> dict[str, float]:
+    import torch
+
     stats: dict[str, float] = {}
     gate = recorders.get("gate")
     if gate is not None and gate.calls:

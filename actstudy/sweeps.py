@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,11 +18,9 @@ from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-# Keys that say how a run is executed, not what it computes: `quiet` only hides a progress bar, and
-# `threads` only splits the same arithmetic over more cores (a parallel launcher sets it per job, so a run
-# started sequentially can be finished by a joblib sweep). `device` stays in: CPU and GPU kernels differ.
-IGNORED_KEYS = ("quiet", "threads")
-FINISHED = ("completed", "diverged")  # a result; a failed run is retried by the next invocation
+from actstudy import rundir
+from actstudy.rundir import FINISHED, NOT_IDENTITY_KEYS
+
 RESOLVER = "actstudy_run_dir"
 
 # Launcher and sweeper plugins, by the name a `hydra/launcher=` or `hydra/sweeper=` override uses:
@@ -42,27 +39,26 @@ PLUGINS = {
 # ------------------------------------------------------------------------------------------ identity
 
 
-def identity_config(cfg: DictConfig | dict) -> dict:
-    """The part of a resolved config that identifies the run (no `hydra` node, no IGNORED_KEYS)."""
+def config_tree(cfg: DictConfig | dict) -> dict:
+    """A composed config as plain containers, resolved, without Hydra's own node.
+
+    The `hydra` node is dropped before resolving: it may refer to this very run's directory name.
+    """
     if isinstance(cfg, DictConfig):
         tree = OmegaConf.to_container(cfg, resolve=False)
-        tree.pop("hydra", None)  # resolved separately: it may refer to this very run's directory name
-        tree = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
-    else:
-        tree = {k: v for k, v in cfg.items() if k != "hydra"}
-    return {k: v for k, v in tree.items() if k not in IGNORED_KEYS}
+        tree.pop("hydra", None)
+        return OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
+    return {k: v for k, v in cfg.items() if k != "hydra"}
 
 
 def run_id(cfg: DictConfig | dict) -> str:
-    """A stable 16-hex-digit hash of the run's identity: key order and YAML layout do not matter."""
-    text = json.dumps(identity_config(cfg), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """rundir.run_id of a composed config."""
+    return rundir.run_id(config_tree(cfg))
 
 
 def run_dir_name(cfg: DictConfig | dict) -> str:
-    """`<task>-<cell>-s<seed>-<run id>`: readable in a listing, unique by the hash."""
-    tree = identity_config(cfg)
-    return f"{tree['task']['name']}-{tree['model']['cell']}-s{tree['seed']}-{run_id(tree)}"
+    """rundir.run_dir_name of a composed config."""
+    return rundir.run_dir_name(config_tree(cfg))
 
 
 def _resolve_run_dir_name(*, _root_: DictConfig) -> str:
@@ -76,36 +72,6 @@ def register_resolver() -> None:
 
 
 register_resolver()  # at import: parallel launchers' workers import this module with the trainer
-
-
-# ------------------------------------------------------------------------------------------ run state
-
-
-def read_summary(run_dir: Path) -> Optional[dict]:
-    """summary.json as a dict, or None when there is none or it cannot be read."""
-    try:
-        data = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def run_state(run_dir: Path, rid: str) -> str:
-    """new | completed | diverged | failed | interrupted (a checkpoint or a 'running' summary) | other.
-
-    'other' means the directory holds a run of a different configuration.
-    """
-    summary = read_summary(run_dir)
-    if summary is None and not (run_dir / CHECKPOINT).exists():
-        return "new"
-    if summary is not None and summary.get("run_id") not in (None, rid):
-        return "other"
-    if summary is not None and summary.get("status") in (*FINISHED, "failed"):
-        return summary["status"]
-    return "interrupted"
-
-
-CHECKPOINT = "checkpoint.pt"
 
 
 # ------------------------------------------------------------------------------------------ planning
@@ -158,7 +124,7 @@ def default_sweep_dir(overrides: list[str], study: Optional[str], study_axes: tu
     shape = {f"{key}=<swept>" for key in study_axes}
     for ov in OverridesParser.create().parse_overrides(overrides):
         key = ov.get_key_element()
-        if key.lstrip("+~").startswith("hydra") or key in IGNORED_KEYS:
+        if key.lstrip("+~").startswith("hydra") or key in NOT_IDENTITY_KEYS:
             continue
         swept = ov.is_sweep_override() or key in study_axes
         shape.add(f"{key}=<swept>" if swept else ov.input_line)
@@ -198,7 +164,7 @@ def plan(jobs: list[tuple[list[str], DictConfig]], sweep_dir: Path) -> SweepPlan
         seen.add(name)
         rid = run_id(cfg)
         run_dir = sweep_dir / name
-        result.runs.append(PlannedRun(overrides, run_dir, rid, run_state(run_dir, rid)))
+        result.runs.append(PlannedRun(overrides, run_dir, rid, rundir.run_state(run_dir, rid)))
     return result
 
 
@@ -236,7 +202,7 @@ class SweepWatcher:
 
     def poll(self) -> None:
         ended = [rid for rid, d in self.pending.items()
-                 if (s := read_summary(d)) and s.get("run_id") == rid and s.get("status") != "running"]
+                 if rundir.run_outcome(d, rid) not in (None, rundir.RUNNING)]
         if not ended:
             return
         for rid in ended:
@@ -262,14 +228,14 @@ def _duration(seconds: float) -> str:
 
 def outcome_counts(sweep_plan: SweepPlan) -> dict[str, int]:
     """completed / diverged / failed / skipped (finished before this invocation) / unfinished."""
-    counts = {"completed": 0, "diverged": 0, "failed": 0, "skipped": 0, "unfinished": 0}
+    ended = (rundir.COMPLETED, rundir.DIVERGED, rundir.FAILED)
+    counts = {**dict.fromkeys(ended, 0), "skipped": 0, "unfinished": 0}
     for r in sweep_plan.runs:
         if r.state in FINISHED:
             counts["skipped"] += 1
             continue
-        summary = read_summary(r.run_dir) or {}
-        status = summary.get("status") if summary.get("run_id") == r.run_id else None
-        counts[status if status in ("completed", "diverged", "failed") else "unfinished"] += 1
+        status = rundir.run_outcome(r.run_dir, r.run_id)
+        counts[status if status in ended else "unfinished"] += 1
     return counts
 
 

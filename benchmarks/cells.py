@@ -18,7 +18,7 @@ the peak is what the step really holds) as a ratio to torch.nn.
     python benchmarks/cells.py [--threads 1] [--reps 15] [--no-memory] [--device cpu|cuda]
 
 Threads are fixed with torch.set_num_threads and denormals flushed with torch.set_flush_denormal(True),
-and glibc's malloc is told to keep freed memory (actstudy.train.keep_freed_memory), as actstudy's
+and glibc's malloc is told to keep freed memory (actstudy.runtime.keep_freed_memory), as actstudy's
 trainer does; the header says so.
 """
 
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from actstudy.cells import RecurrentStack  # noqa: E402
-from actstudy.train import keep_freed_memory  # noqa: E402
+from actstudy.runtime import keep_freed_memory  # noqa: E402
 
 SHAPES = [(64, 100, 64), (64, 200, 128), (32, 200, 32), (128, 400, 128)]
 INPUT = 2  # the adding problem's two features

@@ -5,7 +5,7 @@
 Both sweeps are the same 12 runs (LSTM, GRU x tanh, relu, elu candidate x 2 seeds, adding problem, hidden
 64, T=50, 2,000 sequences) started as a user would, with `python -m actstudy sweep`, each into a fresh directory, timed from start
 to exit (process start-up, data, training, reports of each run). Threads are fixed, as every run fixes them
-(actstudy.train.prepare_torch calls torch.set_num_threads and torch.set_flush_denormal(True)):
+(actstudy.runtime.prepare_torch calls torch.set_num_threads and torch.set_flush_denormal(True)):
   - sequential: one run at a time with threads=<all cores> (the default a user gets), and with threads=1
     (the parallel launcher's per-job setting, so the ratio shows what the second worker adds);
   - joblib:     hydra.launcher.n_jobs=2, and actstudy gives each job threads = cores // 2.

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import TINY, read_csv_exact, read_run
-from actstudy.train import METRIC_COLUMNS
+from actstudy.rundir import METRIC_COLUMNS
 
 
 def test_list_names_every_choice(cli):
@@ -33,7 +33,7 @@ def test_run_writes_a_complete_run_directory(cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert "completed" in result.output and "baseline" in result.output
     metrics, grads, summary = read_run(run_dir)
-    assert list(metrics.columns) == METRIC_COLUMNS
+    assert list(metrics.columns) == list(METRIC_COLUMNS)
     assert list(metrics.epoch) == [1, 2]
     assert (metrics.gap_loss == metrics.val_loss - metrics.train_loss).all()
     assert (metrics.gap_metric == metrics.train_metric - metrics.val_metric).all()

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from actstudy.model import SequenceModel
 from actstudy.tasks import TaskConfigError, build_task, check_task_config
 from actstudy.tasks._sequences import DataError
-from actstudy.train import evaluate, grad_norm_by_step
+from actstudy.probe import grad_norm_by_step
+from actstudy.train import evaluate
 
 from conftest import read_run
 

@@ -130,7 +130,7 @@ def test_a_run_directory_of_another_configuration_is_refused(cli, tmp_path):
 
 
 def test_a_run_another_process_is_training_is_left_to_it(cli, tmp_path):
-    from actstudy.train import claim_run_dir
+    from actstudy.rundir import claim as claim_run_dir
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
