@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-DEFAULT_NEGATIVE_SLOPE = 0.01
+from actstudy.slots import DEFAULT_NEGATIVE_SLOPE
 
 # torch.nn.SELU's constants (Klambauer et al. 2017), needed again by the derivative.
 _SELU_ALPHA = 1.6732632423543772848170429916717

@@ -1,7 +1,7 @@
 """Hand-written backpropagation through time for the plain LSTM, GRU and RNN cells.
 
 Why: autograd records every small op of every time step and replays each one backwards, so an
-eager custom cell pays per-op bookkeeping T times over (2.6-4.6x torch.nn.LSTM here, reference.md
+eager custom cell pays per-op bookkeeping T times over (2.6-4.6x torch.nn.LSTM here, docs/background.md
 §5). These functions run the recurrence without autograd and return the gradient in a few big
 tensor ops plus a short loop per step:
 

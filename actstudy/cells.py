@@ -37,10 +37,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from actstudy import bptt
-from actstudy.activations import DEFAULT_NEGATIVE_SLOPE, Activation, resolve_activation
-from actstudy.slots import DEFAULT_ACTIVATIONS, SLOTS
+from actstudy.activations import Activation, resolve_activation
+from actstudy.schema import MODEL_DEFAULTS
+from actstudy.slots import DEFAULT_ACTIVATIONS, DEFAULT_NEGATIVE_SLOPE, SLOTS
 
-CELL_TYPES = ("lstm", "gru", "rnn")
+CELLS = {  # cell type -> what it is (`actstudy list`)
+    "lstm": "long short-term memory: gates i, f, o; candidate g; output activation on c_t",
+    "gru": "gated recurrent unit: gates r, z; candidate h~ (torch.nn.GRU form)",
+    "rnn": "vanilla (Elman) RNN: h_t = candidate(W x_t + U h_t-1 + b); init=irnn gives the IRNN",
+}
+CELL_TYPES = tuple(CELLS)
 INITS = ("default", "orthogonal", "irnn")
 IMPLS = ("auto", "fused", "custom")
 
@@ -434,19 +440,19 @@ class RecurrentStack(nn.Module):
         cell: str,
         input_size: int,
         hidden_size: int,
-        num_layers: int = 1,
-        dropout: float = 0.0,
+        num_layers: int = MODEL_DEFAULTS.num_layers,
+        dropout: float = MODEL_DEFAULTS.dropout,
         gate: Optional[str] = None,
         candidate: Optional[str] = None,
         output: Optional[str] = None,
         negative_slope: float = DEFAULT_NEGATIVE_SLOPE,
-        forget_bias: float = 0.0,
-        peephole: bool = False,
-        coupled_gates: bool = False,
-        init: str = "default",
-        impl: str = "auto",
-        variant: Optional[str] = None,
-        bidirectional: bool = False,
+        forget_bias: float = MODEL_DEFAULTS.forget_bias,
+        peephole: bool = MODEL_DEFAULTS.peephole,
+        coupled_gates: bool = MODEL_DEFAULTS.coupled_gates,
+        init: str = MODEL_DEFAULTS.init,
+        impl: str = MODEL_DEFAULTS.impl,
+        variant: Optional[str] = MODEL_DEFAULTS.variant,
+        bidirectional: bool = MODEL_DEFAULTS.bidirectional,
     ):
         super().__init__()
         requested = {"gate": gate, "candidate": candidate, "output": output}
@@ -656,35 +662,29 @@ class RecurrentStack(nn.Module):
 def build_stack(model_cfg: Any, input_size: int) -> RecurrentStack:
     """A RecurrentStack from `cfg.model` (DictConfig or dataclass, read by attribute).
 
-    Keys other than `cell` and `hidden_size` may be absent and then take their defaults;
-    every bad value raises a one-line ValueError.
+    Keys other than `cell` and `hidden_size` may be absent and then take the schema's defaults
+    (actstudy/schema.py); every bad value raises a one-line ValueError.
     """
     missing = object()
 
-    def read(source: Any, key: str, default: Any) -> Any:
+    def read(source: Any, key: str, default: Any = missing) -> Any:
         value = getattr(source, key, missing) if source is not None else missing
         return default if value is missing else value
 
     for key in ("cell", "hidden_size"):
-        if read(model_cfg, key, missing) is missing:
+        if read(model_cfg, key) is missing:
             _fail(f"model.{key} is missing")
     activation = read(model_cfg, "activation", None)
     slope = read(activation, "negative_slope", None)
+    keys = ("num_layers", "dropout", "forget_bias", "peephole", "coupled_gates", "init", "impl", "variant",
+            "bidirectional")
     return RecurrentStack(
         cell=model_cfg.cell,
         input_size=input_size,
         hidden_size=model_cfg.hidden_size,
-        num_layers=read(model_cfg, "num_layers", 1),
-        dropout=read(model_cfg, "dropout", 0.0),
         gate=read(activation, "gate", None),
         candidate=read(activation, "candidate", None),
         output=read(activation, "output", None),
         negative_slope=DEFAULT_NEGATIVE_SLOPE if slope is None else slope,
-        forget_bias=read(model_cfg, "forget_bias", 0.0),
-        peephole=read(model_cfg, "peephole", False),
-        coupled_gates=read(model_cfg, "coupled_gates", False),
-        init=read(model_cfg, "init", "default"),
-        impl=read(model_cfg, "impl", "auto"),
-        variant=read(model_cfg, "variant", None),
-        bidirectional=read(model_cfg, "bidirectional", False),
+        **{key: read(model_cfg, key, getattr(MODEL_DEFAULTS, key)) for key in keys},
     )

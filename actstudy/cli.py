@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from actstudy.config import ConfigError, check_buildable, compose, config_dir, expand_overrides
+from actstudy.config import PRIMARY_CONFIG, ConfigError, check_buildable, compose, config_dir, expand_overrides
 from actstudy.config import compose_many, one_line as config_one_line
 from actstudy.rundir import COMPLETED, ERROR, FAILED, RUNNING
 
@@ -50,7 +50,7 @@ def _hydra_main():
 
     from actstudy.train import run_experiment
 
-    @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+    @hydra.main(version_base="1.3", config_path=config_dir(), config_name=PRIMARY_CONFIG)
     def main(cfg) -> float:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         summary = run_experiment(cfg, run_dir)
@@ -329,8 +329,8 @@ def list_choices() -> None:
     Example:  actstudy list
     """
     from actstudy.activations import ACTIVATIONS
-    from actstudy.cells import VARIANTS
-    from actstudy.config import CELLS, OPTIMIZERS
+    from actstudy.cells import CELLS, VARIANTS
+    from actstudy.optimizers import OPTIMIZERS
     from actstudy.tasks import TASKS
 
     sections = [
@@ -339,7 +339,7 @@ def list_choices() -> None:
         ("activations (model.activation.gate|candidate|output=...)",
          {name: a.description for name, a in ACTIVATIONS.items()}),
         ("tasks (task=...)", {name: _describe(entry) for name, entry in TASKS.items()}),
-        ("optimizers (optim=...)", OPTIMIZERS),
+        ("optimizers (optim=...)", {name: entry.description for name, entry in OPTIMIZERS.items()}),
         ("studies (actstudy sweep study=...)", _studies()),
     ]
     for title, entries in sections:

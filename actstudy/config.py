@@ -11,12 +11,13 @@ import contextlib
 import importlib.resources
 import itertools
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from actstudy.schema import Config
 
 
 
@@ -25,82 +26,15 @@ def config_dir() -> str:
     install), else the copy a regular install ships inside the package as `actstudy.conf` (pyproject.toml).
     Reading the checkout's own conf/ first keeps a second checkout from using another one's configs."""
     beside = Path(__file__).resolve().parent.parent / "conf"
-    if (beside / "config.yaml").is_file():
+    if (beside / f"{PRIMARY_CONFIG}.yaml").is_file():
         return str(beside)
     return str(importlib.resources.files("actstudy.conf"))
 
-CELLS = {
-    "lstm": "long short-term memory: gates i, f, o; candidate g; output activation on c_t",
-    "gru": "gated recurrent unit: gates r, z; candidate h~ (torch.nn.GRU form)",
-    "rnn": "vanilla (Elman) RNN: h_t = candidate(W x_t + U h_t-1 + b); init=irnn gives the IRNN",
-}
-INITS = ("default", "orthogonal", "irnn")
-IMPLS = ("auto", "fused", "custom")
-DEVICES = ("auto", "cpu", "cuda")
-OPTIMIZERS = {
-    "adam": "Adam (Kingma & Ba 2015)",
-    "rmsprop": "RMSProp, as in Arjovsky et al. 2016 for the adding and copy tasks",
-    "sgd": "stochastic gradient descent with optional momentum",
-}
+PRIMARY_CONFIG = "config"  # conf/config.yaml, the config every run starts from
 
 
 class ConfigError(ValueError):
     """A bad configuration value; its message is one line for the user."""
-
-
-@dataclass
-class ActivationConfig:
-    gate: str = "sigmoid"
-    candidate: str = "tanh"
-    output: str = "tanh"
-    negative_slope: float = 0.01  # leaky_relu's slope, wherever it is used
-
-
-@dataclass
-class ModelConfig:
-    cell: str = "lstm"
-    hidden_size: int = 64
-    num_layers: int = 1
-    dropout: float = 0.0
-    activation: ActivationConfig = field(default_factory=ActivationConfig)
-    forget_bias: float = 0.0
-    peephole: bool = False
-    coupled_gates: bool = False
-    init: str = "default"
-    impl: str = "auto"
-    variant: Optional[str] = None  # LSTM only: one of Greff et al.'s variants, on top of the keys above
-    bidirectional: bool = False
-    readout: str = "last"
-
-
-@dataclass
-class OptimConfig:
-    name: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 64
-    clip_grad: Optional[float] = 1.0
-    probe_every: int = 5
-    probe_size: int = 128
-    eval_batch_size: int = 1000
-
-
-@dataclass
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    task: Any = MISSING  # each task module checks its own keys (actstudy/tasks)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    seed: int = 0
-    device: str = "auto"
-    threads: Optional[int] = None
-    quiet: bool = False
 
 
 def register_configs() -> None:
@@ -123,8 +57,9 @@ def _at_least(key: str, value: Any, low: float, what: str = "") -> None:
 def validate(cfg: DictConfig) -> None:
     """Check choices and ranges that types alone do not catch (the task checks its own keys)."""
     from actstudy.activations import ACTIVATIONS
-    from actstudy.cells import VARIANTS
-    from actstudy.model import READOUTS
+    from actstudy.cells import CELLS, IMPLS, INITS, VARIANTS
+    from actstudy.optimizers import OPTIMIZERS
+    from actstudy.runtime import DEVICES
 
     m = cfg.model
     _choice("model.cell", m.cell, list(CELLS))
@@ -136,7 +71,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.dropout={m.dropout} is out of range: must be in [0, 1)")
     _choice("model.init", m.init, INITS)
     _choice("model.impl", m.impl, IMPLS)
-    _choice("model.readout", m.readout, READOUTS)
     if m.variant is not None:
         _choice("model.variant", m.variant, list(VARIANTS))
     _choice("optim.name", cfg.optim.name, list(OPTIMIZERS))
@@ -161,14 +95,13 @@ def validate(cfg: DictConfig) -> None:
 def check_buildable(cfg: DictConfig) -> None:
     """Validate, then let the task and the model check their own keys without generating any data."""
     from actstudy.cells import build_stack
+    from actstudy.model import check_readout
     from actstudy.tasks import check_task_config
 
     validate(cfg)
     try:
         task = check_task_config(cfg.task)
-        if cfg.model.readout == "all" and getattr(task, "per_step", False):
-            raise ConfigError(f"model.readout=all needs one target per sequence, but task={cfg.task.name} has "
-                              "one per step; choose model.readout=last")
+        check_readout(cfg.model.readout, getattr(task, "per_step", False), f"task={cfg.task.name}")
         build_stack(cfg.model, input_size=1)
     except ConfigError:
         raise
@@ -239,14 +172,19 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     from hydra import compose as hydra_compose
 
     with _hydra_session():
-        return hydra_compose("config", overrides=overrides, return_hydra_config=with_hydra)
+        return hydra_compose(PRIMARY_CONFIG, overrides=overrides, return_hydra_config=with_hydra)
 
 
-def plain(cfg: DictConfig) -> dict:
-    """The run's resolved config as plain containers, without Hydra's own node."""
-    data = OmegaConf.to_container(cfg, resolve=True)
-    data.pop("hydra", None)
-    return data
+def plain(cfg: DictConfig | dict) -> dict:
+    """The run's resolved config as plain containers, without Hydra's own node.
+
+    The `hydra` node is dropped before resolving: it may refer to this very run's directory name.
+    """
+    if not isinstance(cfg, DictConfig):
+        return {k: v for k, v in cfg.items() if k != "hydra"}
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    tree.pop("hydra", None)
+    return OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
 
 
 def compose_many(jobs: list[list[str]]) -> list[DictConfig]:
@@ -276,7 +214,7 @@ def compose_many(jobs: list[list[str]]) -> list[DictConfig]:
             values = [ov for ov, key in zip(parsed, key_of)
                       if ov.input_line not in chosen and not key.startswith("hydra.")]
             if chosen not in bases:
-                bases[chosen] = hydra_compose("config", overrides=list(chosen))
+                bases[chosen] = hydra_compose(PRIMARY_CONFIG, overrides=list(chosen))
             cfg = copy.deepcopy(bases[chosen])
             ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
             composed.append(cfg)

@@ -8,8 +8,19 @@ import torch
 from torch import nn
 
 from actstudy.cells import build_stack
+from actstudy.schema import MODEL_DEFAULTS
 
 READOUTS = ("last", "all")
+
+
+def check_readout(readout: str, per_step: bool, task_name: str = "this task") -> None:
+    """A readout the model can build for a task: one of READOUTS, and `all` only for one target per
+    sequence. Raises a one-line ValueError; the CLI's pre-flight calls it before any data is made."""
+    if readout not in READOUTS:
+        raise ValueError(f"model.readout={readout!r} is not valid; choose one of: {', '.join(READOUTS)}")
+    if readout == "all" and per_step:
+        raise ValueError(f"model.readout=all needs one target per sequence, but {task_name} has one per step; "
+                         "choose model.readout=last")
 
 
 class SequenceModel(nn.Module):
@@ -26,12 +37,8 @@ class SequenceModel(nn.Module):
     def __init__(self, model_cfg, input_size: int, output_size: int, per_step: bool,
                  vocab_size: Optional[int] = None, seq_len: Optional[int] = None):
         super().__init__()
-        self.readout = getattr(model_cfg, "readout", "last") or "last"
-        if self.readout not in READOUTS:
-            raise ValueError(f"model.readout={self.readout!r} is not valid; choose one of: {', '.join(READOUTS)}")
-        if self.readout == "all" and per_step:
-            raise ValueError("model.readout=all needs a task with one target per sequence; "
-                             "this task predicts every step: use model.readout=last")
+        self.readout = getattr(model_cfg, "readout", None) or MODEL_DEFAULTS.readout
+        check_readout(self.readout, per_step)
         if self.readout == "all" and seq_len is None:
             raise ValueError("model.readout=all needs the sequence length")
         self.embed = nn.Embedding(vocab_size, input_size) if vocab_size is not None else None

@@ -1,4 +1,4 @@
-"""Published results to show beside ours (facts from docs: reference.md §3), each with its source.
+"""Published results to show beside ours (docs/background.md §3), each with its source.
 
 A result applies to a configuration group when task, sequence length and cell match; the settings the
 publication used beyond that (sizes, optimiser, readout) are listed in `setting`, and the report names every

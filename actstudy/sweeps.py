@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from actstudy import rundir
+from actstudy.config import ConfigError, plain
 from actstudy.rundir import FINISHED, NOT_IDENTITY_KEYS
 
 RESOLVER = "actstudy_run_dir"
@@ -39,26 +40,14 @@ PLUGINS = {
 # ------------------------------------------------------------------------------------------ identity
 
 
-def config_tree(cfg: DictConfig | dict) -> dict:
-    """A composed config as plain containers, resolved, without Hydra's own node.
-
-    The `hydra` node is dropped before resolving: it may refer to this very run's directory name.
-    """
-    if isinstance(cfg, DictConfig):
-        tree = OmegaConf.to_container(cfg, resolve=False)
-        tree.pop("hydra", None)
-        return OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
-    return {k: v for k, v in cfg.items() if k != "hydra"}
-
-
 def run_id(cfg: DictConfig | dict) -> str:
     """rundir.run_id of a composed config."""
-    return rundir.run_id(config_tree(cfg))
+    return rundir.run_id(plain(cfg))
 
 
 def run_dir_name(cfg: DictConfig | dict) -> str:
     """rundir.run_dir_name of a composed config."""
-    return rundir.run_dir_name(config_tree(cfg))
+    return rundir.run_dir_name(plain(cfg))
 
 
 def _resolve_run_dir_name(*, _root_: DictConfig) -> str:
@@ -81,8 +70,6 @@ def sweep_arguments(overrides: list[str], sweeper_params: dict) -> list[list[str
     """One override list per job, combining a study's `hydra.sweeper.params` with the command line as
     Hydra's basic sweeper does: study axes first, a key given on the command line replaces the study's."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from actstudy.config import ConfigError
 
     lines = [f"{k}={v}" for k, v in sweeper_params.items()] + list(overrides)
     axes: dict[str, list[str]] = {}

@@ -23,7 +23,6 @@ from actstudy.optimizers import build_optimizer
 from actstudy.probe import activation_stats, grad_norm_by_step, vanishing_ratio
 from actstudy.rundir import CHECKPOINT, FINISHED, finite_or_none, write_csv, write_json
 from actstudy.runtime import pick_device, prepare_torch
-from actstudy.sweeps import run_id
 from actstudy.tasks import build_task
 
 log = logging.getLogger("actstudy")
@@ -83,7 +82,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     A directory that already holds this configuration's finished run is left as it is (the summary comes
     back with `skipped: true`); one with a checkpoint resumes from it (see `load_checkpoint`).
     """
-    rid = run_id(cfg)
+    rid = rundir.run_id(plain(cfg))
     done = rundir.finished_run(run_dir, rid)
     if done is not None:
         log.info("run %s already %s; skipped", rid, done["status"])
@@ -107,7 +106,7 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
     summary: dict = {"status": rundir.RUNNING, "run_id": rid, "run_dir": str(run_dir)}
     write_json(run_dir / rundir.SUMMARY, summary)
     try:
-        summary = _train(cfg, run_dir, started)
+        summary = _train(cfg, run_dir, rid, started)
     except Exception as err:  # a sweep must go on: record the failure where the report will find it
         rundir.write_text(run_dir / rundir.ERROR, traceback.format_exc())
         log.error("run failed: %s", err)
@@ -161,7 +160,7 @@ def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Gene
     return payload
 
 
-def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
     threads = prepare_torch(cfg.threads, cfg.seed)
     device = pick_device(cfg.device)
     data_seed = cfg.task.get("data_seed")
@@ -201,7 +200,6 @@ def _train(cfg: DictConfig, run_dir: Path, started: float) -> dict:
         stat_rows.extend({"epoch": epoch, "stat": k, "value": v} for k, v in stats.items())
         write_csv(run_dir / rundir.ACTIVATION_STATS, rundir.STAT_COLUMNS, stat_rows)
 
-    rid = run_id(cfg)
     resumed = load_checkpoint(run_dir, rid, model, optimizer, order)
     if resumed:  # the rows come from the checkpoint: files written after it are rewritten to match it
         metrics, grad_rows, best = resumed["metrics"], resumed["grad_rows"], resumed["best"]
