@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import itertools
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -84,6 +85,11 @@ def validate(cfg: DictConfig) -> None:
     _at_least("train.probe_every", t.probe_every, 1)
     _at_least("train.probe_size", t.probe_size, 1)
     _at_least("train.eval_batch_size", t.eval_batch_size, 1)
+    for key in ("eval_every", "max_updates"):
+        if t[key] is not None:
+            _at_least(f"train.{key}", t[key], 1, ">= 1, or null")
+    if t.solve_at is not None and not math.isfinite(t.solve_at):
+        raise ConfigError(f"train.solve_at={t.solve_at} is not valid: must be a finite metric value, or null")
     if t.clip_grad is not None and not t.clip_grad > 0:
         raise ConfigError(f"train.clip_grad={t.clip_grad} is out of range: must be > 0, or null for no clipping")
     _choice("device", cfg.device, DEVICES)
@@ -97,11 +103,15 @@ def check_buildable(cfg: DictConfig) -> None:
     from actstudy.cells import build_stack
     from actstudy.model import check_readout
     from actstudy.tasks import check_task_config
+    from actstudy.tasks._base import fresh_data
 
     validate(cfg)
     try:
         task = check_task_config(cfg.task)
         check_readout(cfg.model.readout, getattr(task, "per_step", False), f"task={cfg.task.name}")
+        if fresh_data(task) and cfg.train.max_updates is None:
+            raise ConfigError("task.train_size=null (fresh data, no epochs) needs a budget: set train.max_updates, "
+                              "e.g. train.max_updates=20000")
         build_stack(cfg.model, input_size=1)
     except ConfigError:
         raise

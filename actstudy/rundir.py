@@ -43,9 +43,13 @@ HYDRA_DIR = ".hydra"
 OVERRIDES = "overrides.yaml"  # inside HYDRA_DIR
 MULTIRUN = "multirun.yaml"  # at the top of a sweep directory
 
+# One row per evaluation: once per epoch, or every train.eval_every updates. `epoch` is the number of epochs
+# done at that moment (a fraction between epoch ends; with fresh data an epoch is one evaluation period);
+# `updates` counts optimizer steps; `updates_to_solve` is empty until the run is solved, then the update of
+# the first evaluation at which it was.
 METRIC_COLUMNS = (
     "epoch", "train_loss", "train_metric", "val_loss", "val_metric",
-    "gap_loss", "gap_metric", "grad_norm", "seconds",
+    "gap_loss", "gap_metric", "grad_norm", "seconds", "updates", "updates_to_solve",
 )
 GRAD_COLUMNS = ("epoch", "t", "grad_norm")
 STAT_COLUMNS = ("epoch", "stat", "value")
@@ -70,9 +74,24 @@ NOT_IDENTITY_KEYS = ("quiet", "threads")
 REPETITION_KEYS = ("seed",)
 
 
+# Keys added after runs had been made, with the value that reproduces what those runs did. A key at that value
+# is left out of the identity, so adding it did not rename (and orphan) every existing run directory; set to
+# anything else it is part of the identity like any other key.
+LATER_KEYS = {
+    ("train", "eval_every"): None,
+    ("train", "max_updates"): None,
+    ("train", "solve_at"): None,
+    ("train", "stop_when_solved"): False,
+}
+
+
 def identity_tree(config: dict) -> dict:
     """The part of a resolved config (plain containers) that identifies the run."""
-    return {k: v for k, v in config.items() if k != "hydra" and k not in NOT_IDENTITY_KEYS}
+    tree = {k: v for k, v in config.items() if k != "hydra" and k not in NOT_IDENTITY_KEYS}
+    for (group, key), unchanged in LATER_KEYS.items():
+        if isinstance(tree.get(group), dict) and key in tree[group] and tree[group][key] == unchanged:
+            tree[group] = {k: v for k, v in tree[group].items() if k != key}
+    return tree
 
 
 def run_id(config: dict) -> str:
@@ -121,6 +140,8 @@ def write_csv(path: Path, columns: Iterable[str], rows: list[dict]) -> None:
 def _csv_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)  # shortest exact round-trip: identical runs give identical files
+    if value is None:
+        return ""  # not known (yet): e.g. updates_to_solve before the run is solved
     return str(value)
 
 

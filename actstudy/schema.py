@@ -58,6 +58,12 @@ class TrainConfig:
     probe_every: int = 5  # measure the gradient-vanishing profile every k epochs (and at the first and last)
     probe_size: int = 128  # sequences in the fixed probe batch, taken from the validation set
     eval_batch_size: int = 1000  # evaluation only: larger is faster and changes no number
+    # Budgets and learning speed. Keys added after runs existed: at the defaults below they are left out of a
+    # run's identity (rundir.LATER_KEYS), so a run made before them keeps its directory name.
+    eval_every: Optional[int] = None  # evaluate every k updates; null = once per epoch (fresh data: every 100)
+    max_updates: Optional[int] = None  # stop after this many updates, or after train.epochs, whichever is first
+    solve_at: Optional[float] = None  # validation metric that counts as solved; null = the task's own (adding, copy) or none
+    stop_when_solved: bool = False  # false: train the whole budget, so solved runs still show what follows
 
 
 @dataclass

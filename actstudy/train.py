@@ -12,6 +12,7 @@ import math
 import time
 import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -26,6 +27,11 @@ from actstudy.runtime import pick_device, prepare_torch
 from actstudy.tasks import build_task
 
 log = logging.getLogger("actstudy")
+
+
+# With fresh data and no train.eval_every: evaluate every 100 updates. At batch 50 that is 5,000 sequences,
+# and 20,000 updates give 200 points on the learning curve; updates_to_solve is known to within 100.
+FRESH_EVAL_EVERY = 100
 
 
 class Diverged(Exception):
@@ -183,15 +189,17 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
     probe_x, probe_y = x_val[: cfg.train.probe_size], y_val[: cfg.train.probe_size]
     probe_len = None if len_val is None else len_val[: cfg.train.probe_size]
     order = torch.Generator().manual_seed(cfg.seed)  # data order, independent of everything else
-    epochs, batch_size = cfg.train.epochs, cfg.train.batch_size
+    batch_size = cfg.train.batch_size
     eval_bs = cfg.train.eval_batch_size
+    plan = UpdatePlan.of(cfg.train, len(x_train), fresh=task.fresh_batch is not None)
+    solve_at = cfg.train.solve_at if cfg.train.solve_at is not None else task.solved_at
 
     clip = cfg.train.clip_grad if cfg.train.clip_grad is not None else math.inf  # inf: measure, don't clip
     metrics: list[dict] = []
     grad_rows: list[dict] = []
     stat_rows: list[dict] = []
 
-    def probe(epoch: int) -> None:
+    def probe(epoch) -> None:
         profile = grad_norm_by_step(model, task, probe_x, probe_y, device, probe_len)
         grad_rows.extend({"epoch": epoch, "t": t + 1, "grad_norm": g} for t, g in enumerate(profile))
         write_csv(run_dir / rundir.GRAD_BY_STEP, rundir.GRAD_COLUMNS, grad_rows)
@@ -211,45 +219,74 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
     if not resumed:
         probe(0)
         best = {"epoch": 0, "val_loss": math.inf, "state": copy.deepcopy(model.state_dict())}
-    first_epoch = resumed["epoch"] + 1 if resumed else 1
+    # where the checkpoint left off: updates done, the first update at which the run was solved, and the
+    # gradient norms of the updates since the last evaluation (a checkpoint may fall between evaluations)
+    update = resumed.get("updates", resumed["epoch"] * plan.per_epoch) if resumed else 0
+    solved = resumed.get("updates_to_solve") if resumed else None
+    norms = list(resumed.get("norms", [])) if resumed else []
     status = rundir.COMPLETED
-    progress = Progress(cfg.quiet, epochs, f"{task.name} {cfg.model.cell}")
+    progress = Progress(cfg.quiet, plan.epochs, f"{task.name} {cfg.model.cell}")
+    tick = time.perf_counter()
+    stop = False
     try:
-        for epoch in range(first_epoch, epochs + 1):
-            tick = time.perf_counter()
+        while update < plan.budget and not stop:
             model.train()
-            norms = []
-            for idx in torch.randperm(len(x_train), generator=order).split(batch_size):
-                xb, yb = x_train[idx].to(device), y_train[idx].to(device)
-                lb = None if len_train is None else len_train[idx].to(device)
+            if plan.fresh:  # one epoch of fresh data: eval_every batches, batch k drawn for update k
+                batches = (task.fresh_batch(k, batch_size) for k in range(update, min(update + plan.per_epoch, plan.budget)))
+            else:
+                batches = ((x_train[idx], y_train[idx], idx) for idx in torch.randperm(len(x_train), generator=order).split(batch_size))
+            for batch in batches:
+                if update >= plan.budget:  # max_updates ends this epoch early
+                    break
+                xb, yb = batch[0].to(device), batch[1].to(device)
+                lb = None if len_train is None or plan.fresh else len_train[batch[2]].to(device)
                 loss = task.loss(model(xb, lengths=lb), yb, lb)
                 if not torch.isfinite(loss):
-                    raise Diverged(f"loss became {loss.item()} in epoch {epoch}")
+                    raise Diverged(f"loss became {loss.item()} at update {update + 1}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))
                 optimizer.step()
-            train_loss, train_metric = evaluate(model, task, x_train, y_train, eval_bs, device, len_train)
-            val_loss, val_metric = evaluate(model, task, x_val, y_val, eval_bs, device, len_val)
-            if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-                raise Diverged(f"evaluation loss became non-finite in epoch {epoch}")
-            seconds = time.perf_counter() - tick
-            metrics.append({
-                "epoch": epoch, "train_loss": train_loss, "train_metric": train_metric,
-                "val_loss": val_loss, "val_metric": val_metric,
-                "gap_loss": val_loss - train_loss, "gap_metric": train_metric - val_metric,
-                "grad_norm": sum(norms) / len(norms), "seconds": seconds,
-            })
-            write_csv(run_dir / rundir.METRICS, rundir.METRIC_COLUMNS, metrics)
-            if epoch == 1 or epoch == epochs or epoch % cfg.train.probe_every == 0:
-                probe(epoch)
-            if val_loss < best["val_loss"]:
-                best = {"epoch": epoch, "val_loss": val_loss, "state": copy.deepcopy(model.state_dict())}
-            log.info("epoch %d: train loss %.5f, val loss %.5f, val %s %.4f, %.2fs",
-                     epoch, train_loss, val_loss, task.metric_name, val_metric, seconds)
-            progress.update(epoch, f"loss {train_loss:.4f}  val {task.metric_name} {val_metric:.3f}")
-            save_checkpoint(run_dir, {"run_id": rid, "epoch": epoch, "metrics": metrics, "grad_rows": grad_rows,
-                                      "stat_rows": stat_rows, "best": best, "seconds": time.time() - started}, model, optimizer, order)
+                update += 1
+                if update % plan.eval_every and update != plan.budget:
+                    continue
+                # ---- an evaluation: one row of metrics.csv
+                epoch = plan.epoch_at(update)
+                train_loss, train_metric = evaluate(model, task, x_train, y_train, eval_bs, device, len_train)
+                val_loss, val_metric = evaluate(model, task, x_val, y_val, eval_bs, device, len_val)
+                model.train()
+                if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                    raise Diverged(f"evaluation loss became non-finite at update {update}")
+                if solved is None and solve_at is not None and val_metric >= solve_at:
+                    solved = update
+                    stop = cfg.train.stop_when_solved
+                seconds = time.perf_counter() - tick
+                metrics.append({
+                    "epoch": epoch, "train_loss": train_loss, "train_metric": train_metric,
+                    "val_loss": val_loss, "val_metric": val_metric,
+                    "gap_loss": val_loss - train_loss, "gap_metric": train_metric - val_metric,
+                    "grad_norm": sum(norms) / len(norms), "seconds": seconds,
+                    "updates": update, "updates_to_solve": solved,
+                })
+                norms = []
+                write_csv(run_dir / rundir.METRICS, rundir.METRIC_COLUMNS, metrics)
+                if len(metrics) == 1 or update == plan.budget or stop or len(metrics) % cfg.train.probe_every == 0:
+                    probe(epoch)
+                if val_loss < best["val_loss"]:
+                    best = {"epoch": epoch, "val_loss": val_loss, "state": copy.deepcopy(model.state_dict())}
+                log.info("epoch %s (update %d): train loss %.5f, val loss %.5f, val %s %.4f, %.2fs",
+                         epoch, update, train_loss, val_loss, task.metric_name, val_metric, seconds)
+                progress.update(epoch, f"loss {train_loss:.4f}  val {task.metric_name} {val_metric:.3f}")
+                tick = time.perf_counter()
+                if stop:
+                    log.info("solved at update %d (val %s >= %s); stopped", solved, task.metric_name, solve_at)
+                    break
+            if stop or update >= plan.budget:
+                break  # finished: the summary follows, no checkpoint needed
+            save_checkpoint(run_dir, {"run_id": rid, "epoch": update // plan.per_epoch, "updates": update,
+                                      "updates_to_solve": solved, "norms": norms, "metrics": metrics,
+                                      "grad_rows": grad_rows, "stat_rows": stat_rows, "best": best,
+                                      "seconds": time.time() - started}, model, optimizer, order)
     except Diverged as why:
         status = rundir.DIVERGED
         log.warning("diverged: %s; keeping the metrics of the last good epoch", why)
@@ -269,7 +306,11 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
         "metric_name": task.metric_name,
         "best_epoch": best["epoch"] if metrics else None,
         "best_val_loss": finite_or_none(best["val_loss"]) if metrics else None,  # what a tuner minimises
-        "epochs_completed": len(metrics),
+        "epochs_completed": len(metrics),  # evaluations: epochs, or eval_every periods
+        "updates": update,  # optimizer steps taken
+        "update_budget": plan.budget,  # where an unsolved run is censored
+        "solve_at": solve_at,  # the validation metric that counts as solved (null: no criterion)
+        "updates_to_solve": solved,  # the first evaluation at or above solve_at; null: not solved (censored)
         "wall_seconds": time.time() - started,
         "params": params,
         "impl": model.impl_used,
@@ -282,6 +323,41 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
              summary["best_epoch"], test[0], task.metric_name, test[1],
              task.baseline["loss"], task.metric_name, task.baseline["metric"])
     return summary
+
+
+class UpdatePlan(NamedTuple):
+    """How many updates a run takes, how many make an epoch, and when it evaluates.
+
+    Fixed data: an epoch is one pass (ceil(train_size / batch_size) updates). Fresh data has no passes: an
+    epoch is one evaluation period, and train.max_updates is the only budget (train.epochs does not apply).
+    """
+
+    fresh: bool
+    per_epoch: int  # updates per epoch
+    eval_every: int  # updates between evaluations
+    budget: int  # total updates
+
+    @classmethod
+    def of(cls, train_cfg, train_size: int, fresh: bool) -> "UpdatePlan":
+        if fresh:
+            if train_cfg.max_updates is None:
+                raise ValueError("fresh training data (task.train_size=null) needs train.max_updates")
+            every = train_cfg.eval_every or FRESH_EVAL_EVERY
+            return cls(True, every, every, train_cfg.max_updates)
+        per_epoch = math.ceil(train_size / train_cfg.batch_size)
+        budget = train_cfg.epochs * per_epoch
+        if train_cfg.max_updates is not None:
+            budget = min(budget, train_cfg.max_updates)
+        return cls(False, per_epoch, train_cfg.eval_every or per_epoch, budget)
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.budget / self.per_epoch)
+
+    def epoch_at(self, update: int) -> int | float:
+        """Epochs done after `update` updates: a whole number at an epoch's end, else a fraction."""
+        whole, part = divmod(update, self.per_epoch)
+        return whole if part == 0 else round(update / self.per_epoch, 4)
 
 
 def _ratio_or_none(ratio: float) -> float | None:

@@ -40,8 +40,10 @@ def read_csv_exact(path: Path) -> pd.DataFrame:
     """A run CSV with every number parsed exactly (pandas' fast float parser may be off in the last bit)."""
     with open(path, newline="") as handle:
         header, *rows = list(csv.reader(handle))
-    return pd.DataFrame([[int(v) if v.lstrip("-").isdigit() else float(v) for v in row] for row in rows],
-                        columns=header)
+    def number(v: str):
+        return None if v == "" else int(v) if v.lstrip("-").isdigit() else float(v)  # "": not known
+
+    return pd.DataFrame([[number(v) for v in row] for row in rows], columns=header)
 
 
 def read_run(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

@@ -21,6 +21,9 @@ SPLITS = ("train", "val", "test")
 # Each split draws from its own random stream, keyed by (data_seed, split id),
 # so resizing one split never shifts the samples of another.
 _SPLIT_STREAM_ID = {"train": 0, "val": 1, "test": 2}
+# Fresh training data (task.train_size=null): batch k comes from the stream keyed (data_seed, 3, k), a
+# function of the update alone, so a resumed run draws exactly the batches it would have drawn.
+_FRESH_STREAM_ID = 3
 
 
 class TaskConfigError(ValueError):
@@ -48,6 +51,18 @@ class CommonConfig:
     val_size: Optional[int] = int_key(1000, 1)
     test_size: Optional[int] = int_key(1000, 1)
     data_seed: Optional[int] = int_key(None, 0, nullable=True, null_means="use the run's seed")
+
+
+def train_size_or_fresh():
+    """task.train_size for tasks that can generate data without end: null means fresh sequences every batch."""
+    valid = "an integer >= 1 or null (fresh training sequences for every batch)"
+    return field(default=4000, metadata={"minimum": 1, "nullable": True, "valid": valid, "fresh_when_null": True})
+
+
+def fresh_data(config: Any) -> bool:
+    """Whether a validated task config asks for fresh training sequences (train_size=null where that means so)."""
+    spec = {f.name: f for f in dataclasses.fields(config)}.get("train_size")
+    return bool(spec and spec.metadata.get("fresh_when_null")) and config.train_size is None
 
 
 def short_repr(value: Any) -> str:
@@ -121,6 +136,11 @@ def split_rng(data_seed: int, split: str) -> np.random.Generator:
     return np.random.default_rng([data_seed, _SPLIT_STREAM_ID[split]])
 
 
+def fresh_rng(data_seed: int, batch: int) -> np.random.Generator:
+    """The generator of fresh training batch number `batch` (0-based update count)."""
+    return np.random.default_rng([data_seed, _FRESH_STREAM_ID, batch])
+
+
 def check_shape(tensor: torch.Tensor, expected: tuple, what: str) -> None:
     """Fail loudly instead of letting broadcasting hide a (N,) vs (N, 1) mix-up."""
     if tuple(tensor.shape) != tuple(expected):
@@ -157,6 +177,13 @@ class Task:
     # Not None: x is int64 (N, T) token ids below vocab_size, embedded into input_size features by the model.
     vocab_size: Optional[int] = None
     notes: list[str] = field(default_factory=list)  # facts inferred from the data, shown to the user
+    # Validation metric at or above which the task counts as solved (train.solve_at overrides); None: the task
+    # has no criterion of its own.
+    solved_at: Optional[float] = None
+    # Set when training data is fresh (task.train_size=null): fresh_batch(k, n) gives batch k of n sequences,
+    # (x, y) as the splits hold them; splits["train"] is then a fixed sample of the same stream, on which the
+    # training loss is measured.
+    fresh_batch: Optional[Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]] = None
 
     def split_lengths(self, split: str) -> Optional[torch.Tensor]:
         return self.lengths.get(split)
@@ -179,8 +206,9 @@ class Task:
 
     def describe(self) -> str:
         sizes = "/".join(str(len(self.splits[split][0])) for split in SPLITS)
+        fresh = " (train: fresh sequences every batch, loss measured on the first)" if self.fresh_batch else ""
         return (
-            f"{self.label}: {sizes} train/val/test sequences (data seed {self.data_seed}); "
+            f"{self.label}: {sizes} train/val/test sequences{fresh} (data seed {self.data_seed}); "
             f"baseline {self.loss_name} {self.baseline['loss']:.4f}, "
             f"{self.metric_name} {self.baseline['metric']:.4f}"
         )
