@@ -226,19 +226,21 @@ def logrank_p(times_a, events_a, times_b, events_b) -> float:
     return float(sps.logrank(censored(times_a, events_a), censored(times_b, events_b)).pvalue)
 
 
+def _ranked(p_values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p as floats, an all-NaN array to fill, the indices of the non-NaN p from smallest to largest)."""
+    p = np.asarray(p_values, dtype=float)
+    valid = np.flatnonzero(~np.isnan(p))
+    return p, np.full(p.shape, math.nan), valid[np.argsort(p[valid], kind="stable")]
+
+
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjustment: controls the family-wise error rate over the family given.
 
     Adjusted p for the k-th smallest of m: max over j ≤ k of (m − j + 1)·p_(j), capped at 1. NaNs stay NaN
     and do not count towards m.
     """
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(p.shape, math.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    m = valid.size
-    if m == 0:
-        return adjusted
-    order = valid[np.argsort(p[valid], kind="stable")]
+    p, adjusted, order = _ranked(p_values)
+    m = order.size
     running = 0.0
     for rank, index in enumerate(order):
         running = max(running, (m - rank) * p[index])
@@ -251,18 +253,12 @@ def benjamini_hochberg(p_values) -> np.ndarray:
 
     For the k-th smallest of m: min over j ≥ k of m·p_(j)/j, capped at 1. NaNs stay NaN and do not count.
     """
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(p.shape, math.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    m = valid.size
-    if m == 0:
-        return adjusted
-    order = valid[np.argsort(p[valid], kind="stable")]
+    p, adjusted, order = _ranked(p_values)
+    m = order.size
     running = 1.0
     for rank in range(m - 1, -1, -1):
-        index = order[rank]
-        running = min(running, m * p[index] / (rank + 1))
-        adjusted[index] = running
+        running = min(running, m * p[order[rank]] / (rank + 1))
+        adjusted[order[rank]] = running
     return adjusted
 
 
