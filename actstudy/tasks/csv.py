@@ -171,4 +171,4 @@ def check(task_cfg) -> CsvConfig:
 def build(task_cfg, seed: int) -> Task:
     config = check(task_cfg)
     data_seed = resolve_data_seed(config, seed)
-    return make_task("csv", f"csv {Path(config.path).name}", load(config, data_seed), config, data_seed)
+    return make_task(f"csv {Path(config.path).name}", load(config, data_seed), config, data_seed)

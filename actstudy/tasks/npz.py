@@ -192,4 +192,4 @@ def build(task_cfg, seed: int) -> Task:
     config = check(task_cfg)
     data_seed = resolve_data_seed(config, seed)
     data = load(config, data_seed)
-    return make_task("npz", f"npz {Path(config.path).name}", data, config, data_seed, config.embedding_size)
+    return make_task(f"npz {Path(config.path).name}", data, config, data_seed)

@@ -76,4 +76,4 @@ def build(task_cfg, seed: int) -> Task:
     data_seed = resolve_data_seed(config, seed)
     raw = _read(config.dataset)
     data = prepare(RawData(raw.source, dict(raw.splits)), config, data_seed)
-    return make_task("ucr", config.dataset, data, config, data_seed)
+    return make_task(config.dataset, data, config, data_seed)
