@@ -40,15 +40,21 @@ def str_key(default: str, valid: str):
 
 @dataclass
 class SequenceDataConfig:
-    """Keys every task over stored sequences accepts."""
+    """Keys every task over stored sequences accepts (conf/task/base/sequence_data.yaml)."""
 
     name: str = ""
-    target: str = str_key("auto", "one of: auto, class, regression")
     standardize: bool = bool_key(True)
     val_fraction: float = fraction_key(0.2)
+    data_seed: Optional[int] = int_key(None, 0, nullable=True, null_means="use the run's seed")
+
+
+@dataclass
+class FileDataConfig(SequenceDataConfig):
+    """Keys a task over the user's own file adds (conf/task/base/file_data.yaml)."""
+
+    target: str = str_key("auto", "one of: auto, class, regression")
     test_fraction: float = fraction_key(0.2)
     per_step: bool = bool_key(False)  # y holds a target for every step instead of one per sequence
-    data_seed: Optional[int] = int_key(None, 0, nullable=True, null_means="use the run's seed")
 
 
 def check_common(config) -> None:

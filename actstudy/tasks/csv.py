@@ -17,13 +17,13 @@ import numpy as np
 
 from actstudy.tasks._base import SPLITS, Task
 from actstudy.tasks._files import build_file_task, check_file_task
-from actstudy.tasks._sequences import DataError, RawData, SequenceDataConfig, str_key
+from actstudy.tasks._sequences import DataError, FileDataConfig, RawData, str_key
 
 DESCRIPTION = "your sequences from a long-format CSV (id, time, features, label): task.path=FILE"
 
 
 @dataclass
-class CsvConfig(SequenceDataConfig):
+class CsvConfig(FileDataConfig):
     name: str = "csv"
     path: Optional[str] = str_key(None, "the path of a .csv file")
     id_column: str = str_key("id", "a column name")

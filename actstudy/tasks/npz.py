@@ -22,7 +22,7 @@ import numpy as np
 
 from actstudy.tasks._base import SPLITS, Task, int_key
 from actstudy.tasks._files import build_file_task, check_file_task
-from actstudy.tasks._sequences import DataError, RawData, SequenceDataConfig, str_key
+from actstudy.tasks._sequences import DataError, FileDataConfig, RawData, str_key
 
 DESCRIPTION = "your sequences from an .npz file: task.path=FILE (X, y, optional lengths and split)"
 
@@ -30,7 +30,7 @@ SPLIT_CODES = {"train": "train", "val": "val", "test": "test", 0: "train", 1: "v
 
 
 @dataclass
-class NpzConfig(SequenceDataConfig):
+class NpzConfig(FileDataConfig):
     name: str = "npz"
     path: Optional[str] = str_key(None, "the path of an .npz file")
     input: str = str_key("features", "one of: features, tokens")
