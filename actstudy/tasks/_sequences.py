@@ -83,6 +83,20 @@ class RawData:
     notes: list[str] = field(default_factory=list)
 
 
+def group_by_split(source: str, xs: list[np.ndarray], y: np.ndarray, split_of: np.ndarray,
+                   no_train: str) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
+    """A loader's sequences and targets grouped by each sequence's split name (train, val or test), in
+    file order within a split; `no_train` says, in the source's terms, why train would be empty."""
+    splits = {}
+    for name in SPLITS:
+        index = np.flatnonzero(split_of == name)
+        if len(index):
+            splits[name] = ([xs[i] for i in index], y[index])
+    if "train" not in splits:
+        raise DataError(f"{source}: the train split is empty ({no_train})")
+    return splits
+
+
 @dataclass
 class PreparedData:
     """Checked data, ready to become tensors: every split present, targets encoded."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from actstudy.tasks._base import SPLITS, Task
 from actstudy.tasks._files import build_file_task, check_file_task
-from actstudy.tasks._sequences import DataError, FileDataConfig, RawData, str_key
+from actstudy.tasks._sequences import DataError, FileDataConfig, RawData, group_by_split, str_key
 
 DESCRIPTION = "your sequences from a long-format CSV (id, time, features, label): task.path=FILE"
 
@@ -116,14 +116,7 @@ def read_csv(config: CsvConfig) -> RawData:
         y = np.asarray(labels)  # integers, floats or text, as the column held them
     if not has_split:
         return RawData(source, {"train": (xs, y)}, per_step=config.per_step)
-    split_of = np.array(split_of)
-    splits = {}
-    for name in SPLITS:
-        index = np.flatnonzero(split_of == name)
-        if len(index):
-            splits[name] = ([xs[i] for i in index], y[index])
-    if "train" not in splits:
-        raise DataError(f"{source}: the train split is empty (no sequence has split 'train')")
+    splits = group_by_split(source, xs, y, np.array(split_of), "no sequence has split 'train'")
     return RawData(source, splits, per_step=config.per_step)
 
 

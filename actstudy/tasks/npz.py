@@ -22,7 +22,7 @@ import numpy as np
 
 from actstudy.tasks._base import SPLITS, Task, int_key
 from actstudy.tasks._files import build_file_task, check_file_task
-from actstudy.tasks._sequences import DataError, FileDataConfig, RawData, str_key
+from actstudy.tasks._sequences import DataError, FileDataConfig, RawData, group_by_split, str_key
 
 DESCRIPTION = "your sequences from an .npz file: task.path=FILE (X, y, optional lengths and split)"
 
@@ -119,13 +119,7 @@ def read_npz(path: str, tokens: bool) -> RawData:
     if None in names:
         bad = split[names.index(None)]
         raise DataError(f"{source}: split value {bad!r} is not valid; use train, val, test (or 0, 1, 2)")
-    names = np.array(names)
-    for name in SPLITS:
-        index = np.flatnonzero(names == name)
-        if len(index):
-            splits[name] = ([xs[i] for i in index], y[index])
-    if "train" not in splits:
-        raise DataError(f"{source}: the train split is empty (no entry of split is 'train')")
+    splits = group_by_split(source, xs, y, np.array(names), "no entry of split is 'train'")
     return RawData(source, splits, tokens=tokens)
 
 
