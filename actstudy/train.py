@@ -309,6 +309,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
         "epochs_completed": len(metrics),  # evaluations: epochs, or eval_every periods
         "updates": update,  # optimizer steps taken
         "update_budget": plan.budget,  # where an unsolved run is censored
+        "train_sequences": None if plan.fresh else len(x_train),  # null: fresh sequences for every batch
         "solve_at": solve_at,  # the validation metric that counts as solved (null: no criterion)
         "updates_to_solve": solved,  # the first evaluation at or above solve_at; null: not solved (censored)
         "wall_seconds": time.time() - started,

@@ -1,0 +1,42 @@
+"""Published anchors carry their settings, and a comparison never calls a setting the same when it is unknown."""
+
+from __future__ import annotations
+
+from actstudy.published import NOT_STATED, PUBLISHED, SETTING_KEYS, our_setting, published_for
+
+LSTM = {"model.activation.gate": "sigmoid", "model.activation.candidate": "tanh", "model.activation.output": "tanh"}
+
+
+def test_every_published_result_records_every_setting():
+    for entry in PUBLISHED:
+        assert set(SETTING_KEYS) <= set(entry.setting), entry.result
+
+
+def test_a_setting_the_publication_does_not_state_is_never_the_same():
+    config = {"task.name": "adding", "model.hidden_size": 128, "optim.name": "rmsprop", "optim.lr": 0.001,
+              "train.clip_grad": 1.0, "task.train_size": None, **LSTM}
+    [(entry, notes)] = published_for("adding", 100, "lstm", {**config, **our_setting(config, updates=20000)})
+    assert notes == ["clipping: ours norm 1, published not stated"]  # everything else matches
+
+
+def test_every_differing_setting_is_named():
+    config = {"task.name": "copy", "model.hidden_size": 64, "optim.name": "adam", "optim.lr": 0.003,
+              "train.clip_grad": 1.0, "task.train_size": 4000, **LSTM}
+    [(_, notes)] = published_for("copy", 100, "lstm", {**config, **our_setting(config, 800, 4000)})
+    assert "model.hidden_size=64 (published 40)" in notes
+    assert "optim.name=adam (published rmsprop)" in notes
+    assert "clipping=norm 1 (published element-wise)" in notes
+    assert any(n.startswith("optim.lr: ours 0.003, published not stated") for n in notes)
+    assert len(notes) == len(SETTING_KEYS)  # here no setting is known to be the same
+
+
+def test_the_same_setting_only_when_everything_is_known_and_equal():
+    config = {"task.name": "mnist1d", "model.hidden_size": 6, "optim.name": "adam", "optim.lr": 0.01,
+              "train.clip_grad": None, "model.bidirectional": True, "model.readout": "all", "train.batch_size": 100,
+              "model.activation.gate": "sigmoid", "model.activation.candidate": "tanh"}
+    [(_, notes)] = published_for("mnist1d", None, "gru", {**config, **our_setting(config, 6000, 4000)})
+    assert notes == []
+    [(_, unrecorded)] = published_for("mnist1d", None, "gru", {**config, **our_setting(config)})
+    assert unrecorded == ["updates: ours not recorded (published 6000)",
+                          "train_sequences: ours not recorded (published 4000)"]
+    assert NOT_STATED not in " ".join(notes)
