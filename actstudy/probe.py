@@ -1,9 +1,10 @@
 """The probes: what a model does on a fixed batch while it trains.
 
-- `grad_norm_by_step`: ‖∂L/∂h_t‖ at every step t (gradient vanishing), and `vanishing_ratio`, the one
-  summary of such a profile that training (summary.json) and the report (summary.csv) both print.
-- `activation_stats`: how saturated the gates are, how many candidate units are dead, how large the cell
-  state grows.
+- `grad_profiles`: ‖∂L/∂h_t‖ at every step t (gradient vanishing) and, for an LSTM, ‖∂L/∂c_t‖ of its cell
+  state, the path an LSTM keeps its memory on; `vanishing_ratio`, the one summary of such a profile that
+  training (summary.json) and the report (summary.csv) both print.
+- `activation_stats`: how saturated each gate is (i, f, o; r, z: only where the gate activation is bounded),
+  how many candidate units are dead, how large the cell state grows.
 
 These are the mechanism behind accuracy and vanishing numbers, so they are recorded during training, on the
 same fixed probe batch as ‖∂L/∂h_t‖. The probe knows nothing of a cell's equations: every cell applies its
@@ -22,13 +23,25 @@ if TYPE_CHECKING:  # torch is imported where it is used, so that the report can 
     from torch import Tensor, nn
 
 SLOTS = ("gate", "candidate", "output")
-SATURATION_LOW, SATURATION_HIGH = 0.01, 0.99  # a gate output this close to 0 or 1 passes almost no gradient
+# A gate output within 1% of its range's width from either end passes almost no gradient through the gate:
+# for sigmoid < 0.01 or > 0.99. Only bounded gate activations have ends to saturate at; for any other the
+# statistic is not written (not applicable, rather than a misleading 0).
+SATURATION_MARGIN = 0.01
+BOUNDED_RANGES = {"sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0),
+                  "hardtanh": (-1.0, 1.0), "softsign": (-1.0, 1.0)}
+# The gates each cell applies the gate slot to, in the order it calls them within a step (an LSTM variant
+# without a gate skips it); the GRU applies it once to r and z side by side.
+LSTM_GATES = ("i", "f", "o")
+GRU_GATES = ("r", "z")
+SATURATION_STATS = {g: f"gate_saturated_fraction_{g}" for g in (*LSTM_GATES, *GRU_GATES)}
 
-# The statistics, as named in activation_stats.csv. The state statistic has two names because it measures
-# two different things: an LSTM's cell state c_t (the input of its output slot), or, for a cell without an
-# output slot (GRU, vanilla RNN), its hidden state h_t, which is the only state such a cell has.
+# The statistics, as named in activation_stats.csv. Saturation is per gate: a forget gate near 1 is how an
+# LSTM remembers, which pooled with the other gates would read as saturation. The state statistic has two
+# names because it measures two different things: an LSTM's cell state c_t (the input of its output slot),
+# or, for a cell without an output slot (GRU, vanilla RNN), its hidden state h_t, its only state.
 STAT_DESCRIPTIONS = {
-    "gate_saturated_fraction": f"fraction of gate outputs < {SATURATION_LOW} or > {SATURATION_HIGH}",
+    **{stat: f"fraction of {gate}-gate outputs within {SATURATION_MARGIN:.0%} of an end of the gate's range "
+             "(bounded gate activations only)" for gate, stat in SATURATION_STATS.items()},
     "candidate_dead_fraction": "fraction of candidate units that output exactly 0 for every sequence at every step",
     "mean_abs_cell_state": "mean |c_t| over sequences, steps and units (LSTM cell state)",
     "mean_abs_hidden_state": "mean |h_t| over sequences, steps and units (cells without a cell state)",
@@ -36,16 +49,18 @@ STAT_DESCRIPTIONS = {
 
 
 class _Recorder:
-    """Stands in for one activation: applies it and keeps (input, output) of every call."""
+    """Stands in for one activation: applies it and keeps (input, output) of every call; `in_graph` keeps the
+    input attached to the autograd graph, so that the loss can be differentiated with respect to it."""
 
-    def __init__(self, activation: Callable[[Tensor], Tensor]):
+    def __init__(self, activation: Callable[[Tensor], Tensor], in_graph: bool = False):
         self.activation = activation
         self.name = getattr(activation, "name", "?")  # cells print their activations' names
         self.calls: list[tuple[Tensor, Tensor]] = []
+        self.in_graph = in_graph
 
     def __call__(self, x: Tensor) -> Tensor:
         y = self.activation(x)
-        self.calls.append((x.detach(), y.detach()))
+        self.calls.append((x if self.in_graph else x.detach(), y.detach()))
         return y
 
 
@@ -53,10 +68,19 @@ class _Recorder:
 
 
 def grad_norm_by_step(model, task, x: "Tensor", y: "Tensor", device, lengths: Optional["Tensor"] = None) -> list[float]:
-    """‖∂L/∂h_t‖ for every step t of the last layer's hidden state, on a fixed probe batch.
+    """‖∂L/∂h_t‖ for every step t of the last layer's hidden state (`grad_profiles`' first profile)."""
+    return grad_profiles(model, task, x, y, device, lengths)[0]
+
+
+def grad_profiles(model, task, x: "Tensor", y: "Tensor", device,
+                  lengths: Optional["Tensor"] = None) -> tuple[list[float], Optional[list[float]]]:
+    """‖∂L/∂h_t‖ for every step t of the last layer's hidden state, on a fixed probe batch, and for an LSTM
+    ‖∂L/∂c_t‖ of that layer's cell state (None for cells without one).
 
     The steps come back from the model as the very tensors the recurrence consumes, so the gradient
-    autograd gives for each is the total derivative through all later steps (Arjovsky et al. 2016).
+    autograd gives for each is the total derivative through all later steps (Arjovsky et al. 2016). The cell
+    states are the tensors the LSTM's output slot is applied to, recorded as they pass, so ∂L/∂c_t is
+    likewise total: through h_t and through c_(t+1).
     With `lengths`, step t = T means each sequence's own last real step and t = T - k the step k before
     it; at a t that only some sequences reach, the norm is scaled by sqrt(B / how many reach it), so a
     profile over sequences of one length is the plain norm.
@@ -64,9 +88,27 @@ def grad_norm_by_step(model, task, x: "Tensor", y: "Tensor", device, lengths: Op
     import torch
 
     model.eval()
-    pred, steps = model(x.to(device), return_steps=True, lengths=lengths)
+    cell = last_cell(model)
+    output_slot = getattr(cell, "output", None)
+    keeper = _Recorder(output_slot, in_graph=True) if callable(output_slot) else None
+    try:
+        if keeper is not None:
+            cell.output = keeper
+        pred, steps = model(x.to(device), return_steps=True, lengths=lengths)
+    finally:
+        if keeper is not None:
+            cell.output = output_slot
+    states = [c for c, _ in keeper.calls] if keeper is not None and len(keeper.calls) == len(steps) else []
     loss = task.loss(pred.cpu(), y, lengths)
-    grads = torch.autograd.grad(loss, steps, allow_unused=True)
+    grads = torch.autograd.grad(loss, [*steps, *states], allow_unused=True)
+    h_profile = _norms_by_step(grads[: len(steps)], steps, lengths)
+    c_profile = _norms_by_step(grads[len(steps):], states, lengths) if states else None
+    return h_profile, c_profile
+
+
+def _norms_by_step(grads, steps, lengths: Optional["Tensor"]) -> list[float]:
+    import torch
+
     if lengths is None:
         return [0.0 if g is None else float(g.norm()) for g in grads]
     total = len(steps)
@@ -134,18 +176,31 @@ def _activation_stats(model: "nn.Module", x: "Tensor") -> dict[str, float]:
         for slot, fn in originals.items():
             setattr(cell, slot, fn)
         model.train(was_training)
-    return _summarise(recorders, steps)
+    return _summarise(recorders, steps, tuple(getattr(cell, "gate_names", ())))
 
 
-def _summarise(recorders: dict[str, _Recorder], steps: list["Tensor"]) -> dict[str, float]:
+def _outputs_by_gate(calls: list[tuple["Tensor", "Tensor"]], gate_names: tuple[str, ...]) -> dict[str, "Tensor"]:
+    """Every gate's outputs over the batch and the steps, flattened, keyed by the gate's name."""
+    import torch
+
+    if set(GRU_GATES) <= set(gate_names):  # one call per step on (B, 2H): r, then z
+        halves = [y.chunk(2, -1) for _, y in calls]
+        return {g: torch.cat([h[k].reshape(-1) for h in halves]) for k, g in enumerate(GRU_GATES)}
+    present = [g for g in LSTM_GATES if g in gate_names]  # called in this order within each step
+    return {g: torch.cat([y.reshape(-1) for _, y in calls[k::len(present)]]) for k, g in enumerate(present)}
+
+
+def _summarise(recorders: dict[str, _Recorder], steps: list["Tensor"], gate_names: tuple[str, ...]) -> dict[str, float]:
     import torch
 
     stats: dict[str, float] = {}
     gate = recorders.get("gate")
-    if gate is not None and gate.calls:
-        outputs = torch.cat([y.reshape(-1) for _, y in gate.calls])
-        saturated = (outputs < SATURATION_LOW) | (outputs > SATURATION_HIGH)
-        stats["gate_saturated_fraction"] = float(saturated.float().mean())
+    if gate is not None and gate.calls and gate.name in BOUNDED_RANGES:
+        low, high = BOUNDED_RANGES[gate.name]
+        margin = SATURATION_MARGIN * (high - low)
+        for name, outputs in _outputs_by_gate(gate.calls, gate_names).items():
+            saturated = (outputs < low + margin) | (outputs > high - margin)
+            stats[SATURATION_STATS[name]] = float(saturated.float().mean())
     candidate = recorders.get("candidate")
     if candidate is not None and candidate.calls:
         # each call is one step: (B, H); stacked (T, B, H) → a unit is dead when it is 0 on every (t, b)

@@ -8,7 +8,7 @@ fast to start.
 
     <run dir>/config.yaml            the resolved run config (no `hydra` key)
               metrics.csv            one row per epoch (METRIC_COLUMNS)
-              grad_by_step.csv       ‖∂L/∂h_t‖ per probed epoch and step (GRAD_COLUMNS)
+              grad_by_step.csv       ‖∂L/∂h_t‖ (and an LSTM's ‖∂L/∂c_t‖) per probed epoch and step (GRAD_COLUMNS)
               activation_stats.csv   activation statistics per probed epoch (STAT_COLUMNS)
               summary.json           status and results (STATUSES)
               actstudy.log           the run's log (Hydra's job log: `hydra.job.name` in conf/config.yaml)
@@ -51,7 +51,8 @@ METRIC_COLUMNS = (
     "epoch", "train_loss", "train_metric", "val_loss", "val_metric",
     "gap_loss", "gap_metric", "grad_norm", "seconds", "updates", "updates_to_solve",
 )
-GRAD_COLUMNS = ("epoch", "t", "grad_norm")
+# grad_norm: ‖∂L/∂h_t‖; cell_grad_norm: ‖∂L/∂c_t‖ of an LSTM's cell state (empty for cells without one)
+GRAD_COLUMNS = ("epoch", "t", "grad_norm", "cell_grad_norm")
 STAT_COLUMNS = ("epoch", "stat", "value")
 
 # ------------------------------------------------------------------------------------------- statuses

@@ -21,7 +21,7 @@ from actstudy import rundir
 from actstudy.config import plain
 from actstudy.model import SequenceModel, count_parameters
 from actstudy.optimizers import build_optimizer
-from actstudy.probe import activation_stats, grad_norm_by_step, vanishing_ratio
+from actstudy.probe import activation_stats, grad_profiles, vanishing_ratio
 from actstudy.rundir import CHECKPOINT, FINISHED, finite_or_none, write_csv, write_json
 from actstudy.runtime import pick_device, prepare_torch
 from actstudy.tasks import build_task
@@ -200,8 +200,10 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
     stat_rows: list[dict] = []
 
     def probe(epoch) -> None:
-        profile = grad_norm_by_step(model, task, probe_x, probe_y, device, probe_len)
-        grad_rows.extend({"epoch": epoch, "t": t + 1, "grad_norm": g} for t, g in enumerate(profile))
+        profile, cell_profile = grad_profiles(model, task, probe_x, probe_y, device, probe_len)
+        cell_profile = cell_profile or [None] * len(profile)  # no cell state: the column stays empty
+        grad_rows.extend({"epoch": epoch, "t": t + 1, "grad_norm": g, "cell_grad_norm": c}
+                         for t, (g, c) in enumerate(zip(profile, cell_profile)))
         write_csv(run_dir / rundir.GRAD_BY_STEP, rundir.GRAD_COLUMNS, grad_rows)
         # saturated gates, dead candidate units, |c_t|: the mechanism behind the numbers (actstudy/probe.py)
         stats = activation_stats(model, probe_x.to(device))
