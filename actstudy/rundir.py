@@ -46,10 +46,11 @@ MULTIRUN = "multirun.yaml"  # at the top of a sweep directory
 # One row per evaluation: once per epoch, or every train.eval_every updates. `epoch` is the number of epochs
 # done at that moment (a fraction between epoch ends; with fresh data an epoch is one evaluation period);
 # `updates` counts optimizer steps; `updates_to_solve` is empty until the run is solved, then the update of
-# the first evaluation at which it was.
+# the first evaluation at which it was; `gap_relative` is val_loss / val floor − train_loss / train floor,
+# each split's floor being the baseline's loss on it (summary.json: baseline_loss_by_split).
 METRIC_COLUMNS = (
     "epoch", "train_loss", "train_metric", "val_loss", "val_metric",
-    "gap_loss", "gap_metric", "grad_norm", "seconds", "updates", "updates_to_solve",
+    "gap_loss", "gap_metric", "grad_norm", "seconds", "updates", "updates_to_solve", "gap_relative",
 )
 # grad_norm: ‖∂L/∂h_t‖; cell_grad_norm: ‖∂L/∂c_t‖ of an LSTM's cell state (empty for cells without one)
 GRAD_COLUMNS = ("epoch", "t", "grad_norm", "cell_grad_norm")

@@ -192,6 +192,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
     batch_size = cfg.train.batch_size
     eval_bs = cfg.train.eval_batch_size
     plan = UpdatePlan.of(cfg.train, len(x_train), fresh=task.fresh_batch is not None)
+    floors = split_floors(task)
     solve_at = cfg.train.solve_at if cfg.train.solve_at is not None else task.solved_at
 
     clip = cfg.train.clip_grad if cfg.train.clip_grad is not None else math.inf  # inf: measure, don't clip
@@ -267,6 +268,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
                     "epoch": epoch, "train_loss": train_loss, "train_metric": train_metric,
                     "val_loss": val_loss, "val_metric": val_metric,
                     "gap_loss": val_loss - train_loss, "gap_metric": train_metric - val_metric,
+                    "gap_relative": relative_gap(train_loss, val_loss, floors),
                     "grad_norm": sum(norms) / len(norms), "seconds": seconds,
                     "updates": update, "updates_to_solve": solved,
                 })
@@ -305,6 +307,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
         "test": {"loss": finite_or_none(test[0]), "metric": finite_or_none(test[1])},
         "test_last": {"loss": last[0], "metric": last[1]},
         "baseline": dict(task.baseline),
+        "baseline_loss_by_split": floors,  # the memoryless predictor's loss on each split (null: unknown)
         "metric_name": task.metric_name,
         "best_epoch": best["epoch"] if metrics else None,
         "best_val_loss": finite_or_none(best["val_loss"]) if metrics else None,  # what a tuner minimises
@@ -326,6 +329,26 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
              summary["best_epoch"], test[0], task.metric_name, test[1],
              task.baseline["loss"], task.metric_name, task.baseline["metric"])
     return summary
+
+
+def split_floors(task) -> dict[str, float] | None:
+    """The baseline's loss on each split: splits differ in their targets' spread (the adding problem's label
+    variance, a class prior), so each split has its own floor. None when the task has no baseline predictor."""
+    if task.memoryless is None:
+        return None
+    floors = {}
+    for split, (_, y) in task.splits.items():
+        with torch.no_grad():
+            floors[split] = float(task.loss(task.memoryless(y), y, task.split_lengths(split)))
+    return floors
+
+
+def relative_gap(train_loss: float, val_loss: float, floors: dict[str, float] | None) -> float | None:
+    """val − train loss, each as a fraction of its split's floor: 0 for a model at the floor of both splits,
+    where the raw gap is only the difference between the floors."""
+    if not floors or not (floors["train"] > 0 and floors["val"] > 0):
+        return None
+    return val_loss / floors["val"] - train_loss / floors["train"]
 
 
 class UpdatePlan(NamedTuple):

@@ -141,3 +141,28 @@ def test_a_killed_fresh_data_run_records_the_same_updates_to_solve(cli, tmp_path
     assert "resumed from the checkpoint" in (killed / "actstudy.log").read_text()
     assert_same_results(reference, killed)
     assert json.loads((killed / "summary.json").read_text())["updates_to_solve"] == expected
+
+
+@pytest.mark.parametrize("cfg", [
+    {"name": "adding", "seq_len": 5, "train_size": 400, "val_size": 300, "test_size": 3000},
+    {"name": "copy", "seq_len": 5, "train_size": 20, "val_size": 20, "test_size": 20},
+    {"name": "digits"},
+])
+def test_each_split_has_its_own_floor_and_the_test_floor_is_the_baseline(cfg):
+    from actstudy.train import split_floors
+
+    task = build_task(cfg, 0)
+    floors = split_floors(task)
+    assert floors["test"] == pytest.approx(task.baseline["loss"], rel=0.1 if cfg["name"] == "adding" else 1e-5)  # adding: 1/6 in expectation
+    if cfg["name"] == "adding":  # each split's own label variance: mean (y − 1)² of its targets
+        y = task.splits["val"][1]
+        assert floors["val"] == pytest.approx(float(((y - 1) ** 2).mean()), rel=1e-6)
+
+
+def test_the_relative_gap_of_a_model_at_the_floor_is_zero():
+    from actstudy.train import relative_gap
+
+    floors = {"train": 0.155, "val": 0.159}
+    assert relative_gap(0.155, 0.159, floors) == pytest.approx(0.0)  # the raw gap would be +0.004
+    assert relative_gap(0.0775, 0.159, floors) == pytest.approx(0.5)
+    assert relative_gap(0.1, 0.1, None) is None

@@ -154,6 +154,20 @@ def real_steps(pred: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -> tu
     return pred[mask.to(pred.device)], y[mask.to(y.device)]
 
 
+def class_prior_prediction(train_y: torch.Tensor, num_classes: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The input-blind classifier's prediction (Task.memoryless): the training labels' log-frequencies as
+    logits, for targets of any shape: y (...) -> (..., C)."""
+    prior = torch.bincount(train_y.reshape(-1), minlength=num_classes).float() / train_y.numel()
+    log_prior = prior.clamp_min(1e-12).log()
+    return lambda y: log_prior.expand(*y.shape, num_classes)
+
+
+def mean_prediction(train_y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The input-blind regressor's prediction (Task.memoryless): the training targets' mean, (M, O) -> (..., O)."""
+    mean = train_y.reshape(-1, train_y.shape[-1]).float().mean(0)  # (O,)
+    return lambda y: mean.expand_as(y)
+
+
 def class_prior_baseline(train_y: torch.Tensor, test_y: torch.Tensor, num_classes: int) -> dict[str, float]:
     """The best input-blind classifier, fitted on the training labels (their frequencies as
     probabilities, the majority class as the answer) and scored on the test labels."""
@@ -195,6 +209,9 @@ class Task:
     # (x, y) as the splits hold them; splits["train"] is then a fixed sample of the same stream, on which the
     # training loss is measured.
     fresh_batch: Optional[Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]] = None
+    # The baseline's prediction for a split's targets y (input-blind: it sees only their shape), so that
+    # loss(memoryless(y), y) is that split's floor; the overfitting gap is measured relative to it.
+    memoryless: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
     @classmethod
     def from_config(cls, config: Any, data_seed: int, *, label: str, input_size: int, output_size: int,
@@ -203,7 +220,7 @@ class Task:
         """The one way a task module makes its Task: what every task records the same way comes from
         `config` (the validated config dataclass) — the name, per_step, and the config itself with
         data_seed resolved; `loss` and `metric` are (name, function) pairs; `optional` sets lengths,
-        vocab_size, notes, solved_at or fresh_batch."""
+        vocab_size, notes, solved_at, fresh_batch or memoryless."""
         (loss_name, loss_fn), (metric_name, metric_fn) = loss, metric
         return cls(
             name=config.name,

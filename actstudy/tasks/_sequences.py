@@ -16,7 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from actstudy.tasks._base import SPLITS, Task, TaskConfigError, check_shape, class_prior_baseline, int_key, split_rng
+from actstudy.tasks._base import (
+    SPLITS,
+    Task,
+    TaskConfigError,
+    check_shape,
+    class_prior_baseline,
+    class_prior_prediction,
+    int_key,
+    mean_prediction,
+    split_rng,
+)
 
 TARGETS = ("auto", "class", "regression")
 INPUTS = ("features", "tokens")
@@ -386,10 +396,12 @@ def make_task(label: str, data: PreparedData, config, data_seed: int) -> Task:
     if data.target == "class":
         output_size = len(data.classes)
         baseline = class_prior_baseline(train_y, test_y, output_size)
+        memoryless = class_prior_prediction(train_y, output_size)
         loss, metric = ("CE", classification_loss), ("accuracy", classification_accuracy)
     else:
         mean = train_y.mean(0, keepdim=True).expand_as(test_y)
         baseline = {"loss": F.mse_loss(mean, test_y).item(), "metric": r2_score(mean, test_y)}
+        memoryless = mean_prediction(train_y)
         output_size = train_y.shape[1]
         loss, metric = ("MSE", regression_loss), ("r2", r2_score)
 
@@ -404,5 +416,5 @@ def make_task(label: str, data: PreparedData, config, data_seed: int) -> Task:
     return Task.from_config(
         config, data_seed, label=f"{label} {span}", input_size=input_size, output_size=output_size,
         splits=splits, baseline=baseline, loss=loss, metric=metric, lengths=lengths, vocab_size=data.vocab_size,
-        notes=[f"{data.source}: {features}, {kind}, {span}"] + data.notes,
+        notes=[f"{data.source}: {features}, {kind}, {span}"] + data.notes, memoryless=memoryless,
     )

@@ -87,6 +87,18 @@ def copy_recall_accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     return (recalled == y[:, -RECALL_LENGTH:]).float().mean().item()
 
 
+def memoryless_prediction(y: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the memoryless predictor for targets y (N, L): a blank with certainty, then
+    uniform over the 8 symbols in the last 10 steps; (N, L) -> (N, L, 10)."""
+    certain = torch.full((NUM_CLASSES,), math.log(1e-12))
+    certain[BLANK] = 0.0
+    uniform = torch.full((NUM_CLASSES,), math.log(1e-12))
+    uniform[1: NUM_SYMBOLS + 1] = -math.log(NUM_SYMBOLS)
+    steps = certain.repeat(y.shape[1], 1)  # (L, 10)
+    steps[-RECALL_LENGTH:] = uniform
+    return steps.expand(y.shape[0], -1, -1)
+
+
 def check(task_cfg) -> CopyConfig:
     config = validate_config(CopyConfig, task_cfg)
     if config.input not in INPUTS:
@@ -115,6 +127,6 @@ def build(task_cfg, seed: int) -> Task:
         input_size=config.embedding_size if tokens else NUM_CLASSES, output_size=NUM_CLASSES,
         splits=splits, baseline=baseline, loss=("CE", copy_loss), metric=("recall_acc", copy_recall_accuracy),
         vocab_size=NUM_CLASSES if tokens else None,
-        solved_at=SOLVED_AT,
+        solved_at=SOLVED_AT, memoryless=memoryless_prediction,
         fresh_batch=(lambda k, n: make_copy_data(n, config.seq_len, fresh_rng(data_seed, k), tokens)) if fresh else None,
     )

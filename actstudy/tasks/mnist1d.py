@@ -22,6 +22,7 @@ from actstudy.tasks._base import (
     TaskConfigError,
     check_shape,
     class_prior_baseline,
+    class_prior_prediction,
     int_key,
     resolve_data_seed,
     split_rng,
@@ -135,4 +136,5 @@ def build(task_cfg, seed: int) -> Task:
         config, data_seed, label=f"mnist1d T={SEQ_LEN}", input_size=1, output_size=NUM_CLASSES,
         splits=splits, baseline=baseline, loss=("CE", classification_loss),
         metric=("accuracy", classification_accuracy),
+        memoryless=class_prior_prediction(splits["train"][1], NUM_CLASSES),
     )
