@@ -323,6 +323,9 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
         "threads": threads,
         "device": str(device),
         "vanishing_ratio": _ratio_or_none(vanishing_ratio(last_profile)),
+        # the ratio compares the first step's gradient with the last's as the path back from one loss at the
+        # end; where a loss falls on every step (per-step targets, readout=all) no step is that far from it
+        "vanishing_applicable": not task.per_step and cfg.model.readout != "all",
         "run_dir": str(run_dir),
     }
     log.info("test (best epoch %s): loss %s, %s %s; baseline loss %.4f, %s %.4f",
