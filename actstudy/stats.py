@@ -248,6 +248,18 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
+def above_baseline_p(values, baseline: float) -> float:
+    """One-sided p for 'the mean is above the baseline' (a known constant, not a sample): a one-sample t-test.
+    Values without spread have an infinite t: 0 when they lie above the baseline, 1 otherwise. NaN under
+    2 values (nothing can be shown)."""
+    v = _finite(values)
+    if v.size < 2 or not math.isfinite(baseline):
+        return math.nan
+    if v.std() == 0:
+        return 0.0 if v[0] > baseline else 1.0
+    return float(sps.ttest_1samp(v, baseline, alternative="greater").pvalue)
+
+
 def benjamini_hochberg(p_values) -> np.ndarray:
     """Benjamini–Hochberg adjusted p (q-values): controls the false discovery rate over the family given.
 

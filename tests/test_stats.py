@@ -9,6 +9,7 @@ import pytest
 
 from actstudy.stats import (
     TESTS,
+    above_baseline_p,
     benjamini_hochberg,
     decay_per_step,
     fisher_p,
@@ -180,3 +181,13 @@ def test_benjamini_hochberg_by_hand():
     q = benjamini_hochberg([0.01, 0.04, 0.03, 0.5, math.nan])
     assert q[:4] == pytest.approx([0.04, 0.053333, 0.053333, 0.5], rel=1e-4)
     assert math.isnan(q[4])
+
+
+def test_above_the_baseline_by_hand():
+    # 0.10, 0.12, 0.14 against 0.078: mean 0.12, sd 0.02, t = 0.042/(0.02/√3) = 3.637 on 2 dof;
+    # one-sided p = (1 − t/√(t² + 2))/2 = 0.0340
+    t = 0.042 / (0.02 / math.sqrt(3))
+    assert above_baseline_p([0.10, 0.12, 0.14], 0.078) == pytest.approx((1 - t / math.sqrt(t * t + 2)) / 2, rel=1e-4)
+    assert above_baseline_p([0.07, 0.08, 0.075], 0.078) > 0.5
+    assert above_baseline_p([1.0, 1.0, 1.0], 0.078) == 0.0 and above_baseline_p([0.05, 0.05], 0.078) == 1.0
+    assert math.isnan(above_baseline_p([0.9], 0.078))
