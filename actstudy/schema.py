@@ -76,6 +76,9 @@ class Config:
     device: str = "auto"  # auto: cuda when available, else cpu
     threads: Optional[int] = None  # torch threads; null = every core this process may use
     quiet: bool = False  # true: no progress bar (sweeps, CI)
+    # Keys the report tunes per configuration on validation (`actstudy report --select`); a study file sets
+    # it so that its report does so unasked. Not part of a run's identity: it changes no training.
+    select: list[str] = field(default_factory=list)
 
 
 MODEL_DEFAULTS = ModelConfig()  # what build_stack gives a key a caller's config leaves out
