@@ -44,12 +44,13 @@ def write_fake_run(run_dir: Path, config: dict, *, status: str = "completed",
                    grad_profile: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0),
                    grad_profile_start: Sequence[float] | None = None,
                    activation_stats: dict[str, float] | None = None, val_loss: Sequence[float] | None = None,
-                   overrides: Sequence[str] | None = None) -> Path:
+                   overrides: Sequence[str] | None = None, summary_extra: dict | None = None) -> Path:
     """Write one run directory.
 
     Validation loss is train loss + gap_loss at every epoch (unless `val_loss` is given); validation metric is
     train metric − gap_metric. `activation_stats` (stat → value) is written for epoch 0 (halved) and the last
-    epoch; `overrides` as Hydra's .hydra/overrides.yaml.
+    epoch; `overrides` as Hydra's .hydra/overrides.yaml; `summary_extra` is merged into summary.json (e.g.
+    updates_to_solve, update_budget, solve_at).
     grad_by_step.csv holds epoch 0 (grad_profile_start, default all ones) and the last epoch (grad_profile),
     so a report that used the wrong epoch would get a different vanishing ratio.
     """
@@ -106,6 +107,7 @@ def write_fake_run(run_dir: Path, config: dict, *, status: str = "completed",
         # Deliberately wrong: the report must compute the ratio from grad_by_step.csv.
         "vanishing_ratio": 123.0,
         "run_dir": str(run_dir),
+        **(summary_extra or {}),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return run_dir
