@@ -62,7 +62,7 @@ def _image(path: Path) -> str:
 
 # The page splits the summary's columns into two tables that fit a screen: what was reached, and why.
 RESULT_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "metric", "test metric",
-                  "95% CI test metric", "vs reference: Δ, p (Holm)", "test loss", "n", "diverged", "failed")
+                  "95% CI test metric", "vs reference: Δ, p (Holm)", "test loss", "n", rundir.DIVERGED, rundir.FAILED)
 MECHANISM_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "gap metric", "gap loss",
                      "overfit onset (epoch, runs)", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "decay/step", "saturated gates",
                      "dead cand.", "mean |c| or |h|", "s/epoch")

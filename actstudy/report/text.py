@@ -50,7 +50,7 @@ def baseline_text(section: TaskSection) -> str:
 # A table row as text, shared by the markdown file and the console so that both show the same thing.
 TABLE_HEADERS = [
     "model", "activations (gate,candidate,output)", "other", "metric", "test metric", "test loss",
-    "n", "diverged", "failed", "gap metric", "gap loss", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "s/epoch",
+    "n", rundir.DIVERGED, rundir.FAILED, "gap metric", "gap loss", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "s/epoch",
     "95% CI test metric", "vs reference: Δ, p (Holm)", "overfit onset (epoch, runs)", "decay/step",
     "saturated gates", "dead cand.", "mean |c| or |h|",
 ]
