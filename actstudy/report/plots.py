@@ -28,7 +28,7 @@ BAND_DESCRIPTION = "band = min–max over seeds"
 Colours = dict[str, Any]  # configuration label → matplotlib colour, the same in every plot
 
 
-def colour_map(sections: list[TaskSection]) -> dict[str, Any]:
+def colour_map(sections: list[TaskSection]) -> Colours:
     """One colour per configuration label, the same in every plot of the report."""
     from matplotlib import colormaps
 
@@ -428,9 +428,6 @@ def plot_activation_stats(section: TaskSection, colours: Colours, path: Path, va
     figure.suptitle(f"{section.title}: activation statistics on the probe batch (mean over seeds, {BAND_DESCRIPTION})")
     return _save(figure, path)
 
-
-# What the plot workers read: set before the pool forks, so the runs are shared, not pickled.
-_PLOT_INPUT: tuple[list[TaskSection], dict[str, Any]] | None = None
 
 # ----------------------------------------------------------------------------------------- the registry
 

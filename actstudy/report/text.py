@@ -141,6 +141,9 @@ def statistics_note(test: str) -> str:
     )
 
 
+# ---------------------------------------------------------------------------------------------- markdown
+
+
 def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection],
                    plots: dict[str, list[Plot]], skipped: list[tuple[Path, str]], test: str = "welch") -> None:
     lines = [
@@ -177,6 +180,8 @@ def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection
         lines.append("")
     path.write_text("\n".join(lines))
 
+
+# ----------------------------------------------------------------------------------------------- console
 
 # The console has less room than a markdown page: the same columns under shorter names, and the metric's
 # name moves into the header when a task has only one.
@@ -240,7 +245,6 @@ def console_table(section: "TaskSection", headers: list[str], cells: list[list[s
     for row_cells in cells:
         table.add_row(*(escape(c) for c in row_cells))
     return table
-
 
 
 # ------------------------------------------------------------------------------------------- LaTeX
