@@ -306,18 +306,35 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
 def report(
     dirs: List[Path] = typer.Argument(..., help="Run or sweep directories; every run below them is read."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default: FIRST_DIR/report)."),
-    test: str = typer.Option("welch", "--test", help="Test of each activation against sigmoid/tanh/tanh: "
-                             "welch (Welch's t) or mannwhitney (Mann–Whitney U); Holm-corrected."),
+    test: str = typer.Option("welch", "--test", help="welch: t-tests (paired t when two configurations ran the "
+                             "same seeds, else Welch's); mannwhitney: rank tests (Wilcoxon signed-rank, else "
+                             "Mann–Whitney U)."),
+    reference: Optional[List[str]] = typer.Option(None, "--reference", help="KEY=VALUE: compare each "
+                                                  "configuration with the one that has this value (repeatable), "
+                                                  "e.g. --reference model.variant=vanilla; default: the classic "
+                                                  "activations sigmoid/tanh/tanh."),
+    family: str = typer.Option("report", "--family", help="Which p-values are adjusted together: report (every "
+                               "comparison), task (each task section) or cell (each section and cell)."),
+    fdr: bool = typer.Option(False, "--fdr", help="Benjamini–Hochberg (false discovery rate) instead of Holm."),
+    diverged: str = typer.Option("exclude", "--diverged", help="exclude: a diverged run is counted and its rate "
+                                 "compared, not scored; best: also scored at its best epoch before it diverged."),
+    select: Optional[List[str]] = typer.Option(None, "--select", help="KEY: for each configuration keep the value "
+                                               "of this swept key with the best mean validation metric (repeatable), "
+                                               "e.g. --select optim.lr; test numbers only at that value."),
 ) -> None:
-    """Tables and plots over every run below DIRS: accuracy, overfitting gap, gradient vanishing, over seeds.
+    """Tables and plots over every run below DIRS: accuracy, learning speed, overfitting, gradient vanishing.
 
-    Runs that differ only in `seed` are grouped: mean ± std and 95% CI over seeds, beside the task's baseline and published results; each activation is tested against the classic one. Writes index.html (one self-contained page), summary.csv/.md/.tex, and every plot as PNG and SVG.
+    Runs that differ only in `seed` are grouped: mean ± std and 95% CI over seeds, beside the task's baseline and published results; each configuration is compared with its reference (difference with 95% CI, Hedges' g, minimum detectable difference, fraction solved, time to solve), every p-value adjusted over the report. Writes index.html (one self-contained page), summary.csv/.md/.tex, and every plot as PNG and SVG.
+
+    Example:  actstudy report outputs/sweeps/lr_grid --select optim.lr --reference model.variant=vanilla
     """
-    from actstudy.report import ReportError, write_report
+    from actstudy.report import CompareOptions, OptionError, ReportError, parse_reference, write_report
 
     try:
-        result = write_report(list(dirs), out, console, test)
-    except ReportError as err:
+        options = CompareOptions(test=test, family=family, fdr=fdr, reference=parse_reference(reference or []),
+                                 diverged=diverged, select=tuple(select or ()))
+        result = write_report(list(dirs), out, console, options=options)
+    except (ReportError, OptionError) as err:
         fail(str(err))
     console.print(f"report written to {result.out_dir}", highlight=False)
 

@@ -176,7 +176,9 @@ def min_detectable_difference(se: float, dof: float, alpha: float = ALPHA, power
     crit = sps.t.ppf(1 - alpha / 2, dof)
 
     def shortfall(delta: float) -> float:
-        return sps.nct.sf(crit, dof, delta) + sps.nct.cdf(-crit, dof, delta) - power
+        # the far tail is negligible where scipy's noncentral t gives NaN for it (large δ)
+        far = float(np.nan_to_num(sps.nct.cdf(-crit, dof, delta)))
+        return sps.nct.sf(crit, dof, delta) + far - power
 
     from scipy.optimize import brentq
 

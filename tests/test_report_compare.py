@@ -32,12 +32,12 @@ def fake(root: Path, task: str, acts, seed: int, metric: float, status: str = "c
     return write_fake_run(root / name, cfg, status=status, test_metric=metric, summary_extra=extra)
 
 
-@pytest.fixture
-def sweep(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
     """adding T=50: the reference (seeds 0-2) solves at 100 and 300 updates and once not at all (censored at
     the budget of 400); relu (seeds 0-2, plus a seed 3 that diverged) never solves; softsign ran seeds 3-5,
     so it cannot be paired. copy T=100: the reference sits at the baseline (0.125): a floor section."""
-    root = tmp_path / "sweep"
+    root = tmp_path_factory.mktemp("compare") / "sweep"
     for seed, metric, updates in zip((0, 1, 2), (0.90, 0.92, 0.94), (100, None, 300)):
         fake(root, "adding", CLASSIC, seed, metric, extra=solve(updates))
     for seed, metric in zip((0, 1, 2), (0.80, 0.83, 0.83)):
@@ -53,9 +53,15 @@ def sweep(tmp_path) -> Path:
 
 
 def report(cli, root: Path, *options: str) -> pd.DataFrame:
+    """summary.csv of `actstudy report ROOT OPTIONS`; made once per set of options (drawing plots is slow)."""
     out = root.parent / ("report" + "".join(o.replace("=", "_").replace(".", "_") for o in options))
+    if (out / "summary.csv").exists():
+        frame = pd.read_csv(out / "summary.csv")
+        frame.attrs["out"], frame.attrs["output"] = out, (out / "output.txt").read_text()
+        return frame
     result = cli("report", str(root), "--out", str(out), *options)
     assert result.exit_code == 0, result.output
+    (out / "output.txt").write_text(result.output)
     frame = pd.read_csv(out / "summary.csv")
     frame.attrs["out"], frame.attrs["output"] = out, result.output
     return frame

@@ -6,20 +6,22 @@ Each module does one stage, and this one runs them in order:
 
     loading   find_run_dirs → load_runs: one RunRecord per run directory
     grouping  group_runs → build_sections: a ConfigGroup per configuration, a TaskSection per task
-    frames    summary_frame, statistics_frame, comparison_frame → summary.csv
+    compare   select_groups (--select), comparison_frame, learning_frame: references, paired tests, effect
+              sizes, power, learning speed, one adjusted family, the floor
+    frames    summary_frame, statistics_frame, merge_frames → summary.csv
     plots     write_plots: every kind in the PLOTS registry → PNG and SVG
     text      write_markdown (summary.md), write_latex (summary.tex), print_tables (the console)
     html      write_html (index.html)
 
 Runs that differ only in their seed (and in how they were executed: rundir.NOT_IDENTITY_KEYS) form one
 group; the device is part of a configuration. Means and standard deviations are taken over the completed
-runs of a group; diverged and failed runs are counted but contribute no numbers, because a run that stopped
-early has no comparable final state.
+runs of a group; diverged and failed runs are counted, their rates compared, and (with --diverged best) a
+diverged run is scored at its best epoch before it diverged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -27,17 +29,27 @@ from rich.console import Console
 from rich.markup import escape
 
 from actstudy import rundir
-from actstudy.report.frames import comparison_frame, merge_frames, statistics_frame, summary_frame
+from actstudy.report.compare import (
+    CompareOptions,
+    OptionError,
+    comparison_frame,
+    floor_sections,
+    learning_frame,
+    parse_reference,
+    select_groups,
+    selection_frame,
+)
+from actstudy.report.frames import merge_frames, statistics_frame, summary_frame
 from actstudy.report.grouping import ConfigGroup, TaskSection, build_sections, group_runs
 from actstudy.report.html import write_html
 from actstudy.report.loading import REPORT_DIR_NAME, RunRecord, find_run_dirs, load_run, load_runs
 from actstudy.report.plots import PLOTS, Plot, write_plots
 from actstudy.report.text import print_tables, write_latex, write_markdown
-from actstudy.stats import TESTS
 
 __all__ = [
-    "PLOTS", "ConfigGroup", "Plot", "ReportError", "ReportResult", "RunRecord", "TaskSection", "build_sections",
-    "comparison_frame", "find_run_dirs", "group_runs", "load_run", "load_runs", "print_tables",
+    "PLOTS", "CompareOptions", "ConfigGroup", "OptionError", "Plot", "ReportError", "ReportResult", "RunRecord",
+    "TaskSection", "build_sections",
+    "comparison_frame", "find_run_dirs", "group_runs", "load_run", "load_runs", "parse_reference", "print_tables",
     "statistics_frame", "summary_frame", "write_markdown", "write_plots", "write_report",
 ]
 
@@ -59,15 +71,20 @@ class ReportResult:
         return [g for s in self.sections for g in s.groups]
 
 
-def write_report(dirs: list[Path], out: Path | None, console: Console, test: str = "welch") -> ReportResult:
+def write_report(dirs: list[Path], out: Path | None, console: Console, test: str = "welch",
+                 options: CompareOptions | None = None) -> ReportResult:
     """Report every run directory below `dirs` into `out` (default: the first dir's `report/` folder).
 
-    Raises ReportError when a dir does not exist or no readable run is found; an unreadable run directory
-    only costs a one-line warning.
+    `options` say how configurations are compared (actstudy/report/compare.py); `test` is kept for callers
+    that give only the test. Raises ReportError when a dir does not exist, an option names something the
+    runs do not have, or no readable run is found; an unreadable run directory only costs a one-line warning.
     """
     dirs = [Path(d) for d in dirs]
-    if test not in TESTS:
-        raise ReportError(f"--test {test!r} is not valid; choose one of: {', '.join(TESTS)}")
+    options = options or CompareOptions(test=test)
+    try:
+        options.check()
+    except OptionError as err:
+        raise ReportError(str(err)) from None
     if not dirs:
         raise ReportError("no directory given to report on")
     for directory in dirs:
@@ -89,7 +106,25 @@ def write_report(dirs: list[Path], out: Path | None, console: Console, test: str
         raise ReportError(f"none of the {len(run_dirs)} run directories below {where} could be read")
 
     sections = build_sections(group_runs(runs))
-    summary = merge_frames(summary_frame(sections), statistics_frame(sections), comparison_frame(sections, test))
+    # keys to tune per configuration: the command line's, and any a study file left in its runs' configs
+    select = tuple(dict.fromkeys([*options.select, *(k for r in runs for k in (r.config.get("select") or []))]))
+    options = replace(options, select=select)
+    warnings: list[str] = []
+    try:
+        selected = pd.DataFrame(columns=["label"])
+        if select:
+            sections, selections = select_groups(sections, select)
+            selected = selection_frame(selections)
+            warnings = [f"{s.label}: the chosen {s.chosen} is at the edge of the grid ({s.grid}); the best value "
+                        "may lie outside it" for s in selections if s.at_edge]
+        comparisons = comparison_frame(sections, options)
+    except OptionError as err:
+        raise ReportError(str(err)) from None
+    summary = merge_frames(summary_frame(sections), statistics_frame(sections), learning_frame(sections),
+                           selected, comparisons)
+    floors = floor_sections(summary, sections)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
 
     out_dir = Path(out) if out is not None else dirs[0] / REPORT_DIR_NAME
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,9 +132,9 @@ def write_report(dirs: list[Path], out: Path | None, console: Console, test: str
     summary.to_csv(csv_path, index=False)
     plots = write_plots(sections, out_dir)
     md_path = out_dir / "summary.md"
-    write_markdown(md_path, summary, sections, plots, skipped, test)
-    tex_path = write_latex(out_dir / "summary.tex", summary, sections, test)
-    html_path = write_html(out_dir / "index.html", summary, sections, plots, skipped, dirs, test)
+    write_markdown(md_path, summary, sections, plots, skipped, options, floors, warnings)
+    tex_path = write_latex(out_dir / "summary.tex", summary, sections, options)
+    html_path = write_html(out_dir / "index.html", summary, sections, plots, skipped, dirs, options, floors, warnings)
 
     print_tables(console, summary, sections)
     plot_files = [plot.path for written in plots.values() for plot in written]

@@ -1,8 +1,8 @@
 """TaskSections → DataFrames: one row per configuration group, numbers at full precision.
 
 `summary_frame` is the core of summary.csv; `statistics_frame` adds the spread over seeds of every quantity,
-the overfitting onset and the activation statistics; `comparison_frame` tests each group against its
-reference (the same configuration with the classic activations). All three are keyed by the group's label.
+the overfitting onset and the activation statistics. The comparisons and learning speed are in
+actstudy/report/compare.py. All frames are keyed by the group's label and joined by `merge_frames`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import pandas as pd
 
 from actstudy import rundir
 from actstudy.probe import STAT_DESCRIPTIONS
-from actstudy.report.grouping import ACTIVATION_SLOTS, ConfigGroup, TaskSection
-from actstudy.slots import DEFAULT_ACTIVATIONS
-from actstudy.stats import ALPHA, holm, mean_of, mean_std, spread, two_sample_p
+from actstudy.report.grouping import TaskSection
+from actstudy.stats import mean_of, mean_std, spread
 
 SUMMARY_COLUMNS = [
     "task", "seq_len", "model", "gate", "candidate", "output", "other", "label", "metric",
     "test_metric_mean", "test_metric_std", "test_loss_mean", "test_loss_std",
     "n_seeds", rundir.DIVERGED, rundir.FAILED, rundir.RUNNING,  # runs of the group by how they ended
-    "gap_metric", "gap_loss", "vanishing_ratio", "vanishing_epoch", "seconds_per_epoch",
+    "gap_metric", "gap_loss", "gap_relative", "vanishing_applicable", "vanishing_ratio_init", "vanishing_ratio",
+    "vanishing_trajectory", "cell_vanishing_ratio", "vanishing_epoch", "candidate_dead_change", "seconds_per_epoch",
     "baseline_loss", "baseline_metric",
 ]
 
@@ -41,7 +41,6 @@ SPREAD_QUANTITIES = {
 # activation_stats.csv at the last probe, as the probe names them; the state statistic is |c_t| for an LSTM
 # and |h_t| otherwise
 ACTIVATION_STAT_NAMES = tuple(STAT_DESCRIPTIONS)
-COMPARISON_COLUMNS = ["reference", "diff_vs_reference", "p_value", "p_holm", "significant", "test"]
 
 
 def summary_frame(sections: list[TaskSection]) -> pd.DataFrame:
@@ -74,7 +73,15 @@ def summary_frame(sections: list[TaskSection]) -> pd.DataFrame:
                 **{status: group.count(status) for status in (rundir.DIVERGED, rundir.FAILED, rundir.RUNNING)},
                 "gap_metric": mean_of(r.gap_metric for r in completed),
                 "gap_loss": mean_of(r.gap_loss for r in completed),
+                # relative to each split's floor (0: at the floor); NaN for runs that did not record floors
+                "gap_relative": mean_of(r.gap_relative for r in completed),
+                # not applicable (NaN ratios) where a loss falls on more than the last step
+                "vanishing_applicable": all(r.vanishing_applicable for r in completed) if completed else None,
+                "vanishing_ratio_init": mean_of(r.vanishing_ratio_init for r in completed),
                 "vanishing_ratio": mean_of(r.vanishing_ratio for r in completed),
+                "vanishing_trajectory": trajectory_text(completed),
+                "cell_vanishing_ratio": mean_of(r.cell_vanishing_ratio for r in completed),
+                "candidate_dead_change": mean_of(r.dead_change for r in completed),
                 # Runs of one group normally probe the same epochs; if not, the latest is named.
                 "vanishing_epoch": max(probed) if probed else None,
                 "seconds_per_epoch": mean_of(r.seconds_per_epoch for r in completed),
@@ -82,6 +89,15 @@ def summary_frame(sections: list[TaskSection]) -> pd.DataFrame:
                 "baseline_metric": baseline[1],
             })
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def trajectory_text(runs) -> str:
+    """The vanishing ratio at every probed epoch, mean over the runs that probed it: "0: -3.1, 5: -1.2"."""
+    by_epoch: dict[float, list[float]] = {}
+    for run in runs:
+        for epoch, ratio in run.vanishing_trajectory:
+            by_epoch.setdefault(epoch, []).append(ratio)
+    return ", ".join(f"{epoch:g}: {mean_of(values):.3g}" for epoch, values in sorted(by_epoch.items()))
 
 
 def statistics_frame(sections: list[TaskSection]) -> pd.DataFrame:
@@ -103,44 +119,10 @@ def statistics_frame(sections: list[TaskSection]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def reference_key(group: ConfigGroup) -> tuple:
-    """What a group and its reference share: everything but the activations (and leaky_relu's slope)."""
-    return tuple((k, v) for k, v in group.identity if not k.startswith("model.activation."))
-
-
-def is_reference(group: ConfigGroup) -> bool:
-    return dict(zip(ACTIVATION_SLOTS, group.activations)) == DEFAULT_ACTIVATIONS
-
-
-def comparison_frame(sections: list[TaskSection], test: str = "welch") -> pd.DataFrame:
-    """Each group's test metric against its reference (the same config with sigmoid/tanh/tanh), two-sided,
-    Holm-corrected over the comparisons of one task section and cell."""
-    rows = []
-    for section in sections:
-        families: dict[tuple, list[ConfigGroup]] = {}
-        for group in section.groups:
-            families.setdefault((group.cell, group.metric_name), []).append(group)
-        for members in families.values():
-            references = {reference_key(g): g for g in members if is_reference(g)}
-            family = []
-            for group in members:
-                reference = references.get(reference_key(group))
-                row = {"label": group.label, "reference": "", "diff_vs_reference": math.nan,
-                       "p_value": math.nan, "p_holm": math.nan, "significant": False, "test": ""}
-                if reference is not None and reference is not group:
-                    a, b = group.test_metrics(), reference.test_metrics()
-                    row.update(reference=reference.config_label, test=test,
-                               diff_vs_reference=spread(a).mean - spread(b).mean,
-                               p_value=two_sample_p(a, b, test))
-                    family.append(row)
-                rows.append(row)
-            for row, adjusted in zip(family, holm([r["p_value"] for r in family])):
-                row["p_holm"] = adjusted
-                row["significant"] = bool(adjusted < ALPHA)
-    return pd.DataFrame(rows, columns=["label", *COMPARISON_COLUMNS])
-
-
-def merge_frames(summary: pd.DataFrame, statistics: pd.DataFrame, comparison: pd.DataFrame) -> pd.DataFrame:
-    """summary.csv: the summary's columns, then the statistics it lacks, then the comparison."""
-    statistics = statistics[[c for c in statistics.columns if c == "label" or c not in summary.columns]]
-    return summary.merge(statistics, on="label", how="left").merge(comparison, on="label", how="left")
+def merge_frames(summary: pd.DataFrame, *more: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv: the summary's columns, then those of each further frame (keyed by label) it lacks."""
+    merged = summary
+    for frame in more:
+        frame = frame[[c for c in frame.columns if c == "label" or c not in merged.columns]]
+        merged = merged.merge(frame, on="label", how="left")
+    return merged

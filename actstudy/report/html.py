@@ -17,13 +17,19 @@ import pandas as pd
 import yaml
 
 from actstudy import rundir
-from actstudy.published import MNIST1D_REFERENCE_LINES, published_for
+from actstudy.published import MNIST1D_REFERENCE_LINES, our_setting, published_for
+from actstudy.report.compare import CompareOptions
 from actstudy.report.grouping import ConfigGroup, TaskSection
 from actstudy.report.plots import Plot
 from actstudy.report.text import (
+    COMPARISON_HEADERS,
+    FLOOR_NOTE,
     SIGNIFICANT_MARK,
     TABLE_HEADERS,
+    VS_REFERENCE,
     baseline_text,
+    comparison_cells,
+    compared_rows,
     fmt,
     fmt_mean_std,
     section_rows,
@@ -48,7 +54,7 @@ code { background: #f6f6f6; padding: 0 3px; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; border: 1px solid #888; margin-right: 4px;
           vertical-align: middle; }
 """
-TEXT_HEADERS = {"model", "activations (gate,candidate,output)", "other", "metric", "vs reference: Δ, p (Holm)"}
+TEXT_HEADERS = {"model", "activations (gate,candidate,output)", "other", "metric", VS_REFERENCE}
 
 
 def _e(text) -> str:
@@ -62,10 +68,10 @@ def _image(path: Path) -> str:
 
 # The page splits the summary's columns into two tables that fit a screen: what was reached, and why.
 RESULT_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "metric", "test metric",
-                  "95% CI test metric", "vs reference: Δ, p (Holm)", "test loss", "n", rundir.DIVERGED, rundir.FAILED)
+                  "95% CI test metric", VS_REFERENCE, "test loss", "n", rundir.DIVERGED, rundir.FAILED)
 MECHANISM_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "gap metric", "gap loss",
                      "overfit onset (epoch, runs)", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "decay/step", "saturated gates",
-                     "dead cand.", "mean |c| or |h|", "s/epoch")
+                     "dead cand. (change from epoch 0)", "mean |c| or |h|", "s/epoch")
 
 
 def _summary_table(rows: pd.DataFrame, columns: tuple[str, ...]) -> str:
@@ -90,12 +96,18 @@ def _published_table(section: TaskSection, rows: pd.DataFrame) -> str:
         if row.empty:
             continue
         row = row.iloc[0]
+        config = group.runs[0].config
+        updates = {r.updates for r in group.runs if r.updates is not None}
+        sequences = {r.train_sequences for r in group.runs if r.train_sequences is not None}
+        measured = our_setting(config, updates.pop() if len(updates) == 1 else None,
+                               sequences.pop() if len(sequences) == 1 else None)
         for entry, differences in published_for(section.task_name, section.seq_len, group.cell,
-                                                group.runs[0].config):
+                                                {**config, **measured}):
             ours = (f"test loss {fmt_mean_std(row['test_loss_mean'], row['test_loss_std'])} (baseline "
                     f"{fmt(row['baseline_loss'])}); test {row['metric']} "
                     f"{fmt_mean_std(row['test_metric_mean'], row['test_metric_std'])}, n={row['n_seeds']}")
-            setting = "same setting" if not differences else "ours differs: " + "; ".join(differences)
+            # only a setting known on both sides and equal is the same; anything else is listed
+            setting = "same setting" if not differences else "not known to be the same: " + "; ".join(differences)
             lines.append(f'<tr><td class="text">{_e(group.config_label)}</td><td class="text wrap">{_e(ours)}</td>'
                          f'<td class="text wrap">{_e(entry.result)}</td><td class="text wrap">{_e(entry.source)}</td>'
                          f'<td class="text wrap">{_e(setting)}</td></tr>')
@@ -138,8 +150,24 @@ def _group_commands(group: ConfigGroup) -> str:
             f"<pre>{_e(command)}</pre><pre>{_e(config_text)}</pre></details>")
 
 
+def _comparison_table(rows: pd.DataFrame) -> str:
+    compared = compared_rows(rows)
+    if not len(compared):
+        return ""
+    out = ["<h3>Comparisons with the reference</h3><div class='wide'><table><tr>"
+           + "".join(f"<th>{_e(h)}</th>" for h in COMPARISON_HEADERS) + "</tr>"]
+    for _, row in compared.iterrows():
+        css = ' class="sig"' if row.get("significant") is True else ""
+        cells = comparison_cells(row)
+        out.append(f"<tr{css}>" + "".join(f'<td class="text">{_e(c)}</td>' if i < 3 else f"<td>{_e(c)}</td>"
+                                          for i, c in enumerate(cells)) + "</tr>")
+    out.append("</table></div>")
+    return "\n".join(out)
+
+
 def write_html(path: Path, summary: pd.DataFrame, sections: list[TaskSection], plots: dict[str, list[Plot]],
-               skipped: list[tuple[Path, str]], dirs: list[Path], test: str) -> Path:
+               skipped: list[tuple[Path, str]], dirs: list[Path], options: CompareOptions,
+               floors: dict[str, bool], warnings: list[str] = ()) -> Path:
     n_runs = sum(len(g.runs) for s in sections for g in s.groups)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -150,7 +178,8 @@ def write_html(path: Path, summary: pd.DataFrame, sections: list[TaskSection], p
         f"{_e(', '.join(str(d) for d in dirs))}; written {time.strftime('%Y-%m-%d %H:%M %Z')}.</p>",
         "<p class='note'>Test metric and loss at each run's best validation epoch; mean ± sample std over the "
         "completed seeds (n). Diverged and failed runs are counted, not averaged. Rows shaded and marked "
-        f"{SIGNIFICANT_MARK} differ significantly from their reference. {_e(statistics_note(test))}</p>",
+        f"{SIGNIFICANT_MARK} differ significantly from their reference. {_e(statistics_note(options))}</p>",
+        *[f"<p><b>Warning:</b> {_e(w)}</p>" for w in warnings],
     ]
     contents = "".join(f"<li><a href='#{_e(s.slug)}'>{_e(s.title)}</a></li>" for s in sections)
     parts.append(f"<ul>{contents}<li><a href='#commands'>commands and configs</a></li></ul>")
@@ -158,7 +187,10 @@ def write_html(path: Path, summary: pd.DataFrame, sections: list[TaskSection], p
         rows = section_rows(summary, section)
         parts.append(f"<h2 id='{_e(section.slug)}'>{_e(section.title)}</h2>")
         parts.append(f"<p>Baseline (memoryless): {_e(baseline_text(section))}.</p>")
+        if floors.get(section.slug):
+            parts.append(f"<p><b>{_e(FLOOR_NOTE[0].upper() + FLOOR_NOTE[1:])}.</b></p>")
         parts.append("<h3>Results</h3>" + _summary_table(rows, RESULT_COLUMNS))
+        parts.append(_comparison_table(rows))
         parts.append("<h3>Overfitting, vanishing, activations, time</h3>" + _summary_table(rows, MECHANISM_COLUMNS))
         parts.append(_published_table(section, rows))
         for plot in plots.get(section.slug, []):

@@ -67,6 +67,21 @@ class RunRecord:
     activation_stats: dict[str, float] = field(default_factory=dict)  # activation_stats.csv, last epoch
     activation_curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # stat → (epochs, values)
     overrides: list[str] | None = None  # Hydra's overrides.yaml: the command line that made this run
+    # Learning speed (summary.json; older runs have none): the criterion, when it was met (None: not solved,
+    # censored at update_budget), and the budget in updates.
+    solve_at: float | None = None
+    updates_to_solve: float | None = None
+    update_budget: float = math.nan
+    updates: int | None = None  # optimizer updates the run took (compared with published budgets)
+    train_sequences: int | None = None  # the fixed training set's size; None: fresh data, or not recorded
+    # Whether the vanishing ratio means anything: the loss falls on the last step only (not per-step targets,
+    # not readout=all); where it does not, the ratios below stay NaN.
+    vanishing_applicable: bool = True
+    vanishing_ratio_init: float = math.nan  # the same ratio at initialisation (epoch 0)
+    vanishing_trajectory: tuple[tuple[float, float], ...] = ()  # (epoch, ratio) at every probe
+    cell_vanishing_ratio: float = math.nan  # log10(‖∂L/∂c_1‖ / ‖∂L/∂c_T‖) of an LSTM at the last probe
+    gap_relative: float = math.nan  # val/val floor − train/train floor at the last evaluation (0: at the floor)
+    dead_change: float = math.nan  # dead candidate units at the last probe minus at epoch 0
 
     @property
     def seed(self) -> Any:
@@ -191,6 +206,12 @@ def load_run(run_dir: Path) -> RunRecord:
         baseline_metric=as_number(baseline.get("metric")),
         wall_seconds=as_number(summary.get("wall_seconds")),
         overrides=read_overrides(run_dir),
+        solve_at=optional_number(summary.get("solve_at")),
+        updates_to_solve=optional_number(summary.get("updates_to_solve")),
+        update_budget=as_number(summary.get("update_budget", summary.get("updates"))),
+        updates=optional_count(summary.get("updates")),
+        train_sequences=optional_count(summary.get("train_sequences")),
+        vanishing_applicable=vanishing_applies(summary, config),
     )
     if status != rundir.COMPLETED:
         return run  # counted, never averaged: nothing else needs reading
@@ -210,23 +231,66 @@ def load_run(run_dir: Path) -> RunRecord:
         run.seconds_per_epoch = mean_of(curves["seconds"])
     if "val_metric" in curves and np.isfinite(curves["val_metric"]).any():
         run.best_val_metric = float(np.nanmax(curves["val_metric"]))
-    onset = overfitting(curves["epoch"], curves["train_loss"], curves["val_loss"], curves["gap_loss"])
+    # The gap relative to each split's floor where the run recorded it (older runs: the raw gap).
+    gap = curves["gap_relative"] if "gap_relative" in curves and np.isfinite(curves["gap_relative"]).all() else None
+    run.gap_relative = float(gap[-1]) if gap is not None else math.nan
+    onset = overfitting(curves["epoch"], curves["train_loss"], curves["val_loss"],
+                        gap if gap is not None else curves["gap_loss"])
     run.onset_epoch, run.gap_at_best = onset["onset_epoch"], onset["gap_at_best"]
     read_activation_stats(run_dir, run)
+    dead = run.activation_curves.get("candidate_dead_fraction")
+    if dead is not None and dead[0][0] == 0 and len(dead[0]) > 1:
+        run.dead_change = float(dead[1][-1] - dead[1][0])
 
     grad_path = run_dir / rundir.GRAD_BY_STEP
     if grad_path.exists():  # a run may have been made without gradient probes
-        grads = read_csv(grad_path, rundir.GRAD_COLUMNS)
+        grads = read_csv(grad_path, GRAD_REQUIRED_COLUMNS)  # cell_grad_norm: newer LSTM runs only
         last_epoch = np.nanmax(grads["epoch"])
         at_last = grads["epoch"] == last_epoch
         profile = in_order({"t": grads["t"][at_last], "grad_norm": grads["grad_norm"][at_last]}, "t")
-        run.grad_epoch = int(last_epoch)
+        run.grad_epoch = float(last_epoch) if last_epoch % 1 else int(last_epoch)
         run.grad_steps = profile["t"]
         run.grad_norms = profile["grad_norm"]
-        run.vanishing_ratio = vanishing_ratio(profile["grad_norm"])  # the number summary.json gives
         run.decay_per_step = decay_per_step(profile["t"], profile["grad_norm"])
         run.grad_table = grads
+        if run.vanishing_applicable:
+            run.vanishing_ratio = vanishing_ratio(profile["grad_norm"])  # the number summary.json gives
+            run.vanishing_trajectory = tuple((float(e), ratio_at(grads, "grad_norm", e))
+                                             for e in np.unique(grads["epoch"]))
+            run.vanishing_ratio_init = run.vanishing_trajectory[0][1] if run.vanishing_trajectory[0][0] == 0 else math.nan
+            if "cell_grad_norm" in grads:
+                run.cell_vanishing_ratio = ratio_at(grads, "cell_grad_norm", last_epoch)
     return run
+
+
+GRAD_REQUIRED_COLUMNS = rundir.GRAD_COLUMNS[:3]  # epoch, t, grad_norm
+
+
+def ratio_at(grads: dict[str, np.ndarray], column: str, epoch: float) -> float:
+    """probe.vanishing_ratio of one probed epoch's profile of `column` (NaN where the column is empty)."""
+    at = grads["epoch"] == epoch
+    profile = in_order({"t": grads["t"][at], "g": grads[column][at]}, "t")["g"]
+    return vanishing_ratio(profile) if np.isfinite(profile).all() else math.nan
+
+
+def vanishing_applies(summary: dict, config: dict[str, Any]) -> bool:
+    """Whether the loss falls on the last step only, as summary.json says; older runs: from the config
+    (per-step targets — the copy task, task.per_step — or model.readout=all mean it does not)."""
+    if isinstance(summary.get("vanishing_applicable"), bool):
+        return summary["vanishing_applicable"]
+    return not (config.get("task.per_step") is True or config.get("task.name") == "copy"
+                or config.get("model.readout") == "all")
+
+
+def optional_count(value: Any) -> int | None:
+    number = as_number(value)
+    return int(number) if math.isfinite(number) else None
+
+
+def optional_number(value: Any) -> float | None:
+    """A JSON number, or None where there is none (null, missing, not a number)."""
+    number = as_number(value)
+    return None if math.isnan(number) else number
 
 
 def read_overrides(run_dir: Path) -> list[str] | None:

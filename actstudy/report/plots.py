@@ -19,8 +19,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from actstudy.probe import SATURATION_STATS
+from actstudy.report.compare import solve_times
 from actstudy.report.grouping import ConfigGroup, TaskSection, file_safe, legend_label
-from actstudy.stats import mean_std
+from actstudy.stats import kaplan_meier, mean_std
 
 PLOT_DPI = 150
 # The band drawn around every mean curve; named in the plots' titles.
@@ -382,8 +384,10 @@ def plot_grad_heatmap(section: TaskSection, colours: Colours, path: Path, varian
     return _save(figure, path)
 
 
+# Saturation is per gate (actstudy/probe.py); its panel draws each gate in its own line style.
+GATE_STYLES = (("i", "-"), ("r", "-"), ("f", "--"), ("z", "--"), ("o", ":"))
 ACTIVATION_PANELS = (
-    ("gate_saturated_fraction", "saturated gate outputs\n(fraction < 0.01 or > 0.99)"),
+    ("gate_saturated", "saturated gate outputs, bounded gates only\n(i/r solid, f/z dashed, o dotted)"),
     ("candidate_dead_fraction", "dead candidate units\n(fraction, 0 on the whole probe batch)"),
     ("mean_abs_state", "mean |c_t| (LSTM) or |h_t|\n(other cells), state units"),
 )
@@ -397,23 +401,25 @@ def plot_activation_stats(section: TaskSection, colours: Colours, path: Path, va
     axes = figure.subplots(1, len(ACTIVATION_PANELS))
     drawn = []
     for ax, (stat, title) in zip(axes, ACTIVATION_PANELS):
-        pieces = []
-        for index, group in enumerate(section.groups):
-            for run in group.completed:
-                curve = run.activation_curves.get(stat)
-                if stat == "mean_abs_state":
-                    curve = run.activation_curves.get("mean_abs_cell_state") or run.activation_curves.get(
-                        "mean_abs_hidden_state")
-                if curve is not None:
-                    pieces.append((index, curve[0], curve[1]))
-        bands = _bands(pieces)  # one groupby for every configuration at once
-        positive = np.concatenate([b.high for b in bands.values()] + [np.empty(0)])
-        positive = positive[np.isfinite(positive) & (positive > 0)]
-        log_scale = stat == "mean_abs_state" and positive.size and positive.max() / positive.min() > 100
-        if log_scale:  # an exploding state (relu) would flatten every other curve on a linear axis
-            ax.set_yscale("log")
-        _draw_bands(ax, bands, section.groups, colours, positive_only=bool(log_scale))
-        drawn += [g for g in _drawn_groups(section, bands) if g not in drawn]
+        styles = [(SATURATION_STATS[g], style) for g, style in GATE_STYLES] if stat == "gate_saturated" else [(stat, "-")]
+        for name, style in styles:
+            pieces = []
+            for index, group in enumerate(section.groups):
+                for run in group.completed:
+                    curve = run.activation_curves.get(name)
+                    if name == "mean_abs_state":
+                        curve = run.activation_curves.get("mean_abs_cell_state") or run.activation_curves.get(
+                            "mean_abs_hidden_state")
+                    if curve is not None:
+                        pieces.append((index, curve[0], curve[1]))
+            bands = _bands(pieces)  # one groupby for every configuration at once
+            positive = np.concatenate([b.high for b in bands.values()] + [np.empty(0)])
+            positive = positive[np.isfinite(positive) & (positive > 0)]
+            log_scale = name == "mean_abs_state" and positive.size and positive.max() / positive.min() > 100
+            if log_scale:  # an exploding state (relu) would flatten every other curve on a linear axis
+                ax.set_yscale("log")
+            _draw_bands(ax, bands, section.groups, colours, style, positive_only=bool(log_scale))
+            drawn += [g for g in _drawn_groups(section, bands) if g not in drawn]
         ax.set_title(title, fontsize="small")
         ax.set_xlabel("epoch")
         _integer_ticks(ax.xaxis)
@@ -426,6 +432,37 @@ def plot_activation_stats(section: TaskSection, colours: Colours, path: Path, va
     figure.legend(handles=handles, loc="outside lower center", fontsize="small", frameon=False,
                   ncols=min(4, len(handles)))
     figure.suptitle(f"{section.title}: activation statistics on the probe batch (mean over seeds, {BAND_DESCRIPTION})")
+    return _save(figure, path)
+
+
+def solved_curve(group: ConfigGroup) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fraction of the group's runs solved by each number of updates, 1 − Kaplan–Meier survival, as a step
+    curve from (0, 0) to the largest budget; None when no run had a criterion."""
+    data = solve_times(group)
+    if data is None:
+        return None
+    times, solved = data
+    at, survival = kaplan_meier(times, solved)
+    x = np.r_[0.0, at, times.max()]
+    y = np.r_[0.0, 1.0 - survival, 1.0 - (survival[-1] if survival.size else 1.0)]
+    return x, y
+
+
+def plot_solved(section: TaskSection, colours: Colours, path: Path, variant: str = "") -> Path:
+    figure, ax = _new_figure(9, 5.5)
+    drawn = []
+    for group in section.groups:
+        curve = solved_curve(group)
+        if curve is not None:
+            ax.step(curve[0], curve[1], where="post", color=colours[group.config_label], lw=1.8)
+            drawn.append(group)
+    ax.set_xlabel("updates")
+    ax.set_ylabel("fraction of runs solved")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{section.title}: runs solved against updates (Kaplan–Meier; unsolved runs censored at their "
+                 "budget)", fontsize="medium")
+    ax.grid(alpha=0.3)
+    _legend(ax, _config_handles(drawn, colours), len(drawn), section.slug)
     return _save(figure, path)
 
 
@@ -442,6 +479,10 @@ def one_per_metric(section: TaskSection) -> list[str]:
 
 def many_configurations(section: TaskSection) -> list[str]:
     return [""] if len(section.groups) > LEGEND_INLINE_MAX else []
+
+
+def with_solve_criterion(section: TaskSection) -> list[str]:
+    return [""] if any(solve_times(g) is not None for g in section.groups) else []
 
 
 def probed_gradients(section: TaskSection) -> list[str]:
@@ -478,6 +519,9 @@ PLOTS: dict[str, PlotKind] = {
                              probed_gradients),
     "activations": PlotKind(plot_activation_stats, "Activation statistics on the probe batch over training.",
                             probed_activations),
+    "solved": PlotKind(plot_solved, "Fraction of runs solved against updates, one curve per configuration "
+                                    "(Kaplan–Meier: a run not solved counts as unsolved up to its budget).",
+                       with_solve_criterion),
     "final": PlotKind(plot_final, "Final test metric per configuration: seeds as dots, mean ± std, baseline as "
                                   "a dashed line.", one_per_metric),
 }

@@ -19,7 +19,9 @@ from rich.table import Table
 from actstudy import rundir
 from actstudy.report.grouping import TaskSection
 from actstudy.slots import DEFAULT_ACTIVATIONS
-from actstudy.stats import ALPHA, TESTS
+from actstudy.probe import SATURATION_STATS
+from actstudy.report.compare import CompareOptions
+from actstudy.stats import ALPHA, ONSET_EVALUATIONS, ONSET_NOISE_SDS, PAIRED_TESTS, TESTS
 
 if TYPE_CHECKING:
     from actstudy.report.plots import Plot
@@ -47,14 +49,24 @@ def baseline_text(section: TaskSection) -> str:
     return "; ".join(parts) if parts else "not recorded"
 
 
+VS_REFERENCE = "vs reference: Δ, p (adjusted)"
 # A table row as text, shared by the markdown file and the console so that both show the same thing.
 TABLE_HEADERS = [
     "model", "activations (gate,candidate,output)", "other", "metric", "test metric", "test loss",
     "n", rundir.DIVERGED, rundir.FAILED, "gap metric", "gap loss", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "s/epoch",
-    "95% CI test metric", "vs reference: Δ, p (Holm)", "overfit onset (epoch, runs)", "decay/step",
-    "saturated gates", "dead cand.", "mean |c| or |h|",
+    "95% CI test metric", VS_REFERENCE, "overfit onset (epoch, runs)", "decay/step",
+    "saturated gates", "dead cand. (change from epoch 0)", "mean |c| or |h|",
 ]
-SIGNIFICANT_MARK = "*"  # beside a test metric that differs from its reference after Holm correction
+SIGNIFICANT_MARK = "*"  # beside a test metric that differs from its reference after the p-value adjustment
+NOT_APPLICABLE = "not applicable"
+FLOOR_NOTE = ("at the floor: the reference is not significantly above the baseline, so no difference here is "
+              "starred")
+# The comparisons of a section, one row per configuration that has a reference (actstudy/report/compare.py).
+COMPARISON_HEADERS = [
+    "configuration", "reference", "test (n)", "Δ [95% CI]", "Hedges' g", "min. detectable Δ (80%)",
+    "p adj.", "diverged (p adj.)", "solved [95% CI]", "median updates to solve", "solved p adj.",
+    "log-rank p adj.",
+]
 
 
 def ci_text(row: pd.Series) -> str:
@@ -69,8 +81,8 @@ def comparison_text(row: pd.Series) -> str:
         return "reference" if row.get("label") and is_reference_row(row) else "—"
     if math.isnan(row["diff_vs_reference"]):
         return "no completed runs to compare"
-    mark = SIGNIFICANT_MARK if row.get("significant") else ""
-    return f"{fmt(row['diff_vs_reference'], 2)}, p={fmt(row['p_holm'], 2)}{mark}"
+    mark = SIGNIFICANT_MARK if row.get("significant") is True else ""
+    return f"{fmt(row['diff_vs_reference'], 2)}, p={fmt(row['p_value_adjusted'], 2)}{mark}"
 
 
 def is_reference_row(row: pd.Series) -> bool:
@@ -93,6 +105,32 @@ def state_text(row: pd.Series) -> str:
     return "—"
 
 
+def vanishing_text(row: pd.Series, column: str = "vanishing_ratio") -> str:
+    """The ratio at initialisation beside the final one ("−0.2 → −1.5"), or why there is none."""
+    if row.get("vanishing_applicable") is False:
+        return NOT_APPLICABLE
+    init = row.get("vanishing_ratio_init", math.nan)
+    final = fmt(row[column], 3)
+    return final if init is None or math.isnan(init) else f"{fmt(init, 3)} → {final}"
+
+
+def saturation_text(row: pd.Series) -> str:
+    """Per gate ("i 0.9 f 0.1 o 0.2"); "n/a" when the gate activation is unbounded or the cell has no gate."""
+    parts = []
+    for stat in SATURATION_STATS.values():
+        value = row.get(stat, math.nan)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            parts.append(f"{stat.rsplit('_', 1)[-1]} {fmt(value, 2)}")
+    return " ".join(parts) if parts else "n/a"
+
+
+def dead_text(row: pd.Series) -> str:
+    value, change = row.get("candidate_dead_fraction", math.nan), row.get("candidate_dead_change", math.nan)
+    if change is None or math.isnan(change):
+        return fmt(value, 2)
+    return f"{fmt(value, 2)} ({'+' if change >= 0 else '−'}{fmt(abs(change), 2)})"
+
+
 def table_cells(row: pd.Series) -> list[str]:
     mark = f" {SIGNIFICANT_MARK}" if row.get("significant") is True else ""
     return [
@@ -107,16 +145,57 @@ def table_cells(row: pd.Series) -> list[str]:
         str(row[rundir.FAILED]),
         fmt(row["gap_metric"], 3),
         fmt(row["gap_loss"], 3),
-        fmt(row["vanishing_ratio"], 3),
+        vanishing_text(row),
         fmt(row["seconds_per_epoch"], 3),
         ci_text(row),
         comparison_text(row),
         onset_text(row),
         fmt(row.get("decay_per_step_mean", math.nan), 3),
-        fmt(row.get("gate_saturated_fraction", math.nan), 2),
-        fmt(row.get("candidate_dead_fraction", math.nan), 2),
+        saturation_text(row),
+        dead_text(row),
         state_text(row),
     ]
+
+
+def _interval(low: float, high: float, digits: int = 2) -> str:
+    return "—" if math.isnan(low) else f"[{fmt(low, digits)}, {fmt(high, digits)}]"
+
+
+def comparison_cells(row: pd.Series) -> list[str]:
+    """One row of a section's comparisons table (a configuration that has a reference)."""
+    mark = f" {SIGNIFICANT_MARK}" if row.get("significant") is True else ""
+    power = " (underpowered)" if row.get("underpowered") is True else ""
+    solved = "—"
+    if not math.isnan(row.get("fraction_solved", math.nan)):
+        solved = (f"{int(row['runs_solved'])}/{int(row['runs_finished'])} "
+                  f"{_interval(row['fraction_solved_ci_low'], row['fraction_solved_ci_high'])}")
+    median = row.get("median_updates_to_solve", math.nan)
+    if math.isnan(median) and not math.isnan(row.get("fraction_solved", math.nan)):
+        median_text = f"> {fmt(row['update_budget'], 6)} (under half solved)"
+    else:
+        median_text = fmt(median, 6)
+    return [
+        str(row["label"].split(" / ", 1)[-1]),
+        str(row["reference"]),
+        f"{row['test']} ({row['n_compared']})",
+        f"{fmt(row['diff_vs_reference'], 2)} {_interval(row['diff_ci_low'], row['diff_ci_high'])}{mark}",
+        fmt(row["hedges_g"], 2),
+        fmt(row["min_detectable_diff"], 2) + power,
+        fmt(row["p_value_adjusted"], 2) + mark,
+        f"{row[rundir.DIVERGED]} ({fmt(row['diverged_p_adjusted'], 2)})",
+        solved,
+        median_text,
+        fmt(row.get("solved_p_adjusted", math.nan), 2),
+        fmt(row.get("logrank_p_adjusted", math.nan), 2),
+    ]
+
+
+def compared_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["reference"].fillna("") != ""]
+
+
+def section_heading(section: TaskSection, at_the_floor: bool) -> str:
+    return f"{section.title} — baseline: {baseline_text(section)}" + (f" — {FLOOR_NOTE}" if at_the_floor else "")
 
 
 def section_rows(summary: pd.DataFrame, section: TaskSection) -> pd.DataFrame:
@@ -124,20 +203,43 @@ def section_rows(summary: pd.DataFrame, section: TaskSection) -> pd.DataFrame:
     return summary[summary["label"].isin(labels)]
 
 
-def statistics_note(test: str) -> str:
-    """What the statistics columns mean; shared by summary.md and index.html."""
+def statistics_note(options: CompareOptions) -> str:
+    """What the statistics columns mean and which rules made them; shared by summary.md and index.html."""
+    test = options.test
+    reference = (" ".join(f"{k}={v}" for k, v in options.reference.items()) if options.reference
+                 else "the same configuration with sigmoid gates and tanh candidate and output")
+    adjustment = "Benjamini–Hochberg (false discovery rate)" if options.fdr else "Holm (family-wise error)"
+    family = {"report": "every comparison in this report", "task": "the comparisons of each task section",
+              "cell": "the comparisons of each task section and cell"}[options.family]
     return (
-        "95% CI: t interval of the mean test metric over seeds. vs reference: mean test metric minus that of "
-        f"the same configuration with sigmoid gates and tanh candidate and output; two-sided {TESTS[test]}, "
-        f"p-values Holm-corrected within each task and cell; {SIGNIFICANT_MARK} marks p_Holm < {ALPHA}. "
-        "Overfit onset: epoch of lowest validation loss where validation loss then rose (>1%) while training "
-        "loss kept falling (mean over the seeds where it happened). decay/step: slope of log10 ‖∂L/∂h_t‖ "
-        "against t in decades per step (positive: the gradient shrinks going back in time). Saturated gates: "
-        "fraction of gate outputs < 0.01 or > 0.99; dead cand.: fraction of candidate units that are 0 on the "
-        "whole probe batch; mean |c| is the LSTM cell state, |h| the hidden state of cells without one "
-        "(all on the probe batch at the last probe)."
-        + (" With 3 seeds a side, Mann–Whitney U cannot reach p < 0.05 (smallest p = 0.1)." if test == "mannwhitney"
-           else "")
+        f"95% CI: t interval of the mean test metric over seeds. vs reference: mean test metric minus that of "
+        f"{reference}; paired ({PAIRED_TESTS[test]}) when both ran the same seeds, which share data, data "
+        f"order and initialisation, else two-sided {TESTS[test]}; the difference has its 95% CI, Hedges' g "
+        f"(pooled sd, small-sample corrected) and the smallest true difference these n detect with 80% power "
+        f"(underpowered: the observed one is smaller). Every p-value (test metric, divergence rate by Fisher's "
+        f"exact test, fraction solved by Fisher's exact test, time to solve by the log-rank test) is adjusted "
+        f"by {adjustment} over {family}; {SIGNIFICANT_MARK} marks an adjusted p < {ALPHA}. A section whose "
+        f"reference is not above the task's baseline (one-sided t, p ≥ {ALPHA}) is at the floor and nothing in "
+        f"it is starred. Diverged runs are "
+        + ("scored at their best epoch before they diverged. " if options.diverged == "best"
+           else "counted (and their rate compared), not scored. ")
+        + "Solved: the validation metric reached the task's criterion (updates_to_solve); fraction with a "
+        "Wilson interval; median updates to solve by Kaplan–Meier, unsolved and diverged runs censored at "
+        "their budget. "
+        f"Overfit onset: the epoch of validation loss's running minimum once validation loss has stayed more "
+        f"than {ONSET_NOISE_SDS:g} noise scales above it for {ONSET_EVALUATIONS} evaluations in a row while "
+        "training loss kept below its value there; the noise scale is 1.4826 · MAD of successive differences "
+        "of validation loss / √2 (mean over the seeds where it happened). Gap relative: val loss / val floor − "
+        "train loss / train floor, each split's floor being the baseline's loss on it (0 for a model at the "
+        "floor). log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖ at initialisation → at the last probe, not applicable where a loss "
+        "falls on more than the last step (per-step targets, readout=all). decay/step: slope of log10 "
+        "‖∂L/∂h_t‖ against t in decades per step. Saturated gates: per gate (i, f, o; r, z), fraction of "
+        "outputs within 1% of an end of the gate's range, only for bounded gate activations (a forget gate "
+        "near 1 is how an LSTM remembers); dead cand.: fraction of candidate units that are 0 on the whole "
+        "probe batch, with its change from epoch 0; mean |c| is the LSTM cell state, |h| the hidden state of "
+        "cells without one (all on the probe batch at the last probe)."
+        + (" Rank tests have a floor at small n: Mann–Whitney U cannot go below 2/C(2n, n) (0.1 at 3 seeds a "
+           "side), Wilcoxon signed-rank below 2/2^n (0.25 at 3 pairs)." if test == "mannwhitney" else "")
     )
 
 
@@ -145,7 +247,8 @@ def statistics_note(test: str) -> str:
 
 
 def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection],
-                   plots: dict[str, list[Plot]], skipped: list[tuple[Path, str]], test: str = "welch") -> None:
+                   plots: dict[str, list[Plot]], skipped: list[tuple[Path, str]], options: CompareOptions,
+                   floors: dict[str, bool], warnings: list[str] = ()) -> None:
     lines = [
         "# actstudy report",
         "",
@@ -155,7 +258,9 @@ def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection
         f"log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖ is read from {rundir.GRAD_BY_STEP} at the last probed epoch "
         "(strongly negative: gradients vanish going back in time).",
         "",
-        statistics_note(test),
+        statistics_note(options),
+        "",
+        *[f"**Warning:** {w}" for w in warnings],
         "",
     ]
     for section in sections:
@@ -165,12 +270,12 @@ def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection
         if not any(c[2] for c in cells):  # no extra settings in this task: drop the empty column
             headers.pop(2)
             cells = [c[:2] + c[3:] for c in cells]
-        lines += [f"## {section.title} — baseline: {baseline_text(section)}", ""]
-        lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|" + "|".join("---" for _ in headers) + "|")
-        for row_cells in cells:
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row_cells) + " |")
-        lines.append("")
+        lines += [f"## {section_heading(section, floors.get(section.slug, False))}", ""]
+        lines += markdown_table(headers, cells)
+        compared = compared_rows(rows)
+        if len(compared):
+            lines += ["Comparisons with the reference:", ""]
+            lines += markdown_table(COMPARISON_HEADERS, [comparison_cells(row) for _, row in compared.iterrows()])
         for plot in plots.get(section.slug, []):
             lines.append(f"![{plot.path.stem}]({plot.path.name})")
         lines.append("")
@@ -179,6 +284,12 @@ def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection
         lines += [f"- `{path}`: {why}" for path, why in skipped]
         lines.append("")
     path.write_text("\n".join(lines))
+
+
+def markdown_table(headers: list[str], cells: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row_cells) + " |" for row_cells in cells]
+    return lines + [""]
 
 
 # ----------------------------------------------------------------------------------------------- console
@@ -257,10 +368,12 @@ def tex(text) -> str:
     return "".join(replacements.get(ch, ch) for ch in str(text))
 
 
-def write_latex(path: Path, summary: pd.DataFrame, sections: list[TaskSection], test: str) -> Path:
+def write_latex(path: Path, summary: pd.DataFrame, sections: list[TaskSection], options: CompareOptions) -> Path:
     """One booktabs table per task: mean ± std, 95% CI, n, gap, vanishing, and the significance mark."""
+    adjustment = "Benjamini-Hochberg" if options.fdr else "Holm"
     lines = [f"% written by actstudy report; needs \\usepackage{{booktabs}}. * = differs from the reference "
-             f"(sigmoid/tanh/tanh) at p_Holm < 0.05, {test} test."]
+             f"at adjusted p < 0.05 ({adjustment} over the {options.family}), {options.test} test; nothing is "
+             "starred in a section at the floor."]
     for section in sections:
         rows = section_rows(summary, section)
         lines += [
