@@ -225,3 +225,33 @@ def test_a_study_file_can_ask_for_selection(cli, tmp_path):
         config.write_text(config.read_text() + "select:\n- optim.lr\n")
     frame = report(cli, root)
     assert len(frame) == 2 and row(frame, "adding", RELU)["selected"] == "optim.lr=0.003"
+
+
+def test_the_solved_plot_draws_kaplan_meier_by_hand(cli, sweep):
+    from actstudy.report import build_sections, find_run_dirs, group_runs, load_runs
+    from actstudy.report.plots import solved_curve
+
+    runs, _ = load_runs(find_run_dirs([sweep]))
+    adding = next(s for s in build_sections(group_runs(runs)) if s.task_name == "adding")
+    reference = next(g for g in adding.groups if g.activations == CLASSIC)
+    x, y = solved_curve(reference)
+    # solved by 100: 1/3; by 300: 1 − S(300) = 2/3 (the censored run still at risk); flat to the budget, 400
+    assert list(x) == [0, 100, 300, 400] and list(y) == pytest.approx([0, 1 / 3, 2 / 3, 2 / 3])
+    relu = next(g for g in adding.groups if g.activations == RELU)
+    assert list(solved_curve(relu)[1]) == [0, 0]  # nothing solved: a flat line at 0 up to the budget
+    out = report(cli, sweep).attrs["out"]
+    assert (out / "solved_adding.png").is_file() and (out / "solved_adding.svg").is_file()
+    assert not (out / "solved_copy.png").exists()  # no criterion in the copy runs: no such plot
+
+
+def test_a_real_sweep_records_and_reports_learning_speed(cli, tmp_path):
+    from conftest import TINY
+
+    top = tmp_path / "sweep"
+    result = cli("sweep", *TINY, "seed=0,1", "train.solve_at=0", "train.stop_when_solved=true",
+                 f"hydra.sweep.dir={top}")
+    assert result.exit_code == 0, result.output
+    frame = report(cli, top)
+    row = frame.iloc[0]
+    # accuracy >= 0 at the first evaluation (epoch 1: 64 sequences / 16 = 4 updates): both solved at 4
+    assert (row["fraction_solved"], row["median_updates_to_solve"], row["runs_finished"]) == (1.0, 4, 2)
