@@ -96,6 +96,13 @@ def identity_tree(config: dict) -> dict:
     return tree
 
 
+def at_later_default(dotted_key: str, value: Any) -> bool:
+    """Whether a flattened key ("train.eval_every") is one of LATER_KEYS at the value that leaves it out of
+    the identity: the report groups such runs with runs made before the key existed, as run_id does."""
+    group, _, key = dotted_key.partition(".")
+    return (group, key) in LATER_KEYS and value == LATER_KEYS[(group, key)]
+
+
 def run_id(config: dict) -> str:
     """A stable 16-hex-digit hash of the run's identity: key order and YAML layout do not matter."""
     text = json.dumps(identity_tree(config), sort_keys=True, separators=(",", ":"), default=str)

@@ -166,3 +166,20 @@ def test_the_relative_gap_of_a_model_at_the_floor_is_zero():
     assert relative_gap(0.155, 0.159, floors) == pytest.approx(0.0)  # the raw gap would be +0.004
     assert relative_gap(0.0775, 0.159, floors) == pytest.approx(0.5)
     assert relative_gap(0.1, 0.1, None) is None
+
+
+def test_runs_made_before_the_new_keys_group_with_runs_at_their_defaults(cli, tmp_path):
+    import yaml
+
+    for seed in (0, 1):
+        assert cli("run", *TINY, f"seed={seed}", f"hydra.run.dir={tmp_path / f's{seed}'}", "-q").exit_code == 0
+    old = tmp_path / "s0" / "config.yaml"  # as a run made before train.eval_every & co existed
+    config = yaml.safe_load(old.read_text())
+    for key in ("eval_every", "max_updates", "solve_at", "stop_when_solved"):
+        del config["train"][key]
+    old.write_text(yaml.safe_dump(config))
+    result = cli("report", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    assert len(pd.read_csv(tmp_path / "out" / "summary.csv")) == 1  # one configuration, two seeds

@@ -159,7 +159,8 @@ def group_runs(runs: list[RunRecord]) -> list[ConfigGroup]:
     """One group per distinct configuration, pooled keys (the seed, how a run was executed) ignored."""
     by_identity: dict[tuple, ConfigGroup] = {}
     for run in runs:
-        identity = tuple(sorted((k, comparable(v)) for k, v in run.config.items() if is_identity_key(k)))
+        identity = tuple(sorted((k, comparable(v)) for k, v in run.config.items()
+                                if is_identity_key(k) and not rundir.at_later_default(k, v)))
         group = by_identity.get(identity)
         if group is None:
             c = run.config
