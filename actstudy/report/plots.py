@@ -443,7 +443,9 @@ def solved_curve(group: ConfigGroup) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     times, solved = data
     at, survival = kaplan_meier(times, solved)
-    x = np.r_[0.0, at, times.max()]
+    budgets = [r.update_budget for r in group.runs if math.isfinite(r.update_budget)]
+    end = max([times.max(), *budgets])  # observed up to the budget, even where a run stopped once solved
+    x = np.r_[0.0, at, end]
     y = np.r_[0.0, 1.0 - survival, 1.0 - (survival[-1] if survival.size else 1.0)]
     return x, y
 
