@@ -255,3 +255,16 @@ def test_a_real_sweep_records_and_reports_learning_speed(cli, tmp_path):
     row = frame.iloc[0]
     # accuracy >= 0 at the first evaluation (epoch 1: 64 sequences / 16 = 4 updates): both solved at 4
     assert (row["fraction_solved"], row["median_updates_to_solve"], row["runs_finished"]) == (1.0, 4, 2)
+
+
+def test_vanishing_at_initialisation_and_where_it_does_not_apply(cli, sweep):
+    frame = report(cli, sweep)
+    adding = row(frame, "adding", CLASSIC)
+    # the fake runs' profiles: all ones at epoch 0 (ratio 0), 1e-3 ... 1 at the last probe (ratio −3)
+    assert adding["vanishing_ratio_init"] == 0 and adding["vanishing_ratio"] == pytest.approx(-3)
+    assert adding["vanishing_trajectory"] == "0: 0, 5: -3"
+    copy = row(frame, "copy", CLASSIC)  # a loss on every step: the ratio says nothing
+    assert not copy["vanishing_applicable"] and math.isnan(copy["vanishing_ratio"])
+    markdown = (frame.attrs["out"] / "summary.md").read_text()
+    copy_part = markdown[markdown.index("## copy"):]
+    assert "not applicable" in copy_part and "0 → -3" not in copy_part.replace("−", "-")
