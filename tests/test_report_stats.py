@@ -64,6 +64,7 @@ def test_spread_overfitting_vanishing_and_activation_columns(reported):
     assert row["decay_per_step_mean"] == pytest.approx(0.5)
     assert row["gap_loss_at_best_mean"] == pytest.approx(0.2 - 0.10)
     assert row["gate_saturated_fraction_f"] == 0.25 and row["mean_abs_cell_state"] == 2.0
+    assert row["candidate_dead_change"] == pytest.approx(0.25)  # 0.5 at the last probe, 0.25 at epoch 0
     assert row["best_val_metric_mean"] == pytest.approx(0.75)  # train metric 0.8 at the last epoch − 0.05
 
 
