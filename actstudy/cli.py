@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from actstudy.config import PRIMARY_CONFIG, ConfigError, check_buildable, compose, config_dir, expand_overrides
-from actstudy.config import compose_many, one_line as config_one_line
-from actstudy.rundir import COMPLETED, ERROR, FAILED, RUNNING
+from actstudy.config import compose_many, one_line as config_one_line, plain
+from actstudy.rundir import COMPLETED, ERROR, FAILED, LOG, RUNNING
 
 app = typer.Typer(
     add_completion=False,
@@ -156,35 +156,67 @@ def _fmt(value, digits: int = 4) -> str:
 def run(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (same as quiet=true)."),
+    force: bool = typer.Option(False, "--force", help="Train again even when this configuration's run is "
+                               "finished; the old run directory is kept beside it as <name>.old-<n>."),
+    continue_: bool = typer.Option(False, "--continue", help="With a raised train.epochs: train on from the "
+                                   "final weights of the completed run with fewer epochs (same folder), as a "
+                                   "new run that records its parent."),
 ) -> None:
-    """Train one experiment and write its run directory (config, metrics.csv, grad_by_step.csv, summary.json).
+    """Train one experiment and write its run directory (config, metrics.csv, grad_by_step.csv, summary.json, model.pt, last.pt).
 
-    With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores.
+    With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores. A run's identity is its resolved config plus a content hash of each data file it reads: the same command again shows the finished result; after the data changes it trains a new run.
     """
-    from actstudy.rundir import FINISHED, read_summary, run_state
+    from actstudy.rundir import FINISHED, claim, continuable_parent, read_summary, retire, run_state
     from actstudy.sweeps import run_dir_name, run_id
 
     overrides = list(overrides or [])
     jobs, _ = _expand(overrides)
     if len(jobs) > 1:
         fail(f"these overrides mean {len(jobs)} runs; use `actstudy sweep` for a sweep: {' '.join(overrides)}")
+    if force and continue_:
+        fail("--force and --continue exclude each other: --continue trains on from a finished run, --force from scratch")
     try:
         cfg = compose(jobs[0])
     except ConfigError as err:
         fail(str(err))
-    if not any(o.startswith("hydra.run.dir=") for o in overrides):
+    given_dir = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("hydra.run.dir=")), None)
+    if continue_:
+        if any(o.startswith("continue_from=") for o in overrides):
+            fail("give either --continue or continue_from=DIR, not both")
+        folder = Path(given_dir).parent if given_dir else Path("outputs/runs")
+        parent = continuable_parent(plain(cfg), folder)
+        if parent is None:
+            fail(f"--continue: no completed run of this configuration with fewer than train.epochs="
+                 f"{cfg.train.epochs} epochs in {folder}/; raise train.epochs above a finished run's, or drop --continue")
+        jobs[0] = [*jobs[0], f"continue_from={parent}"]
+        overrides = [*overrides, f"continue_from={parent}"]
+        cfg = compose(jobs[0])
+    if given_dir is None:
         overrides = [*overrides, f"hydra.run.dir=outputs/runs/{run_dir_name(cfg)}"]
     _, overrides = _preflight(overrides, quiet, "hydra.run.dir")
     run_dir = Path(_override_value(overrides, "hydra.run.dir"))
     state = run_state(run_dir, run_id(cfg))
     if state == "other":
         fail(f"hydra.run.dir={run_dir} holds a run of another configuration; choose another directory")
+    if state in FINISHED and force:
+        lock = claim(run_dir)
+        if lock is None:
+            fail(f"{run_dir} is being trained by another process; --force waits for nothing: try again later")
+        with lock:
+            kept = retire(run_dir)
+        console.print(f"--force: the finished run is kept as {kept}; training it again", highlight=False)
+        state = "new"
     if state in FINISHED:  # the same command again: nothing to train, show what it gave
-        console.print(f"already done (run id {run_id(cfg)}); not trained again", highlight=False)
+        console.print(f"already done (run id {run_id(cfg)}); not trained again (--force trains it again)",
+                      highlight=False)
         summary = read_summary(run_dir)
     else:
         if state == "interrupted":
             console.print(f"resuming the interrupted run in {run_dir}", highlight=False)
+        if continue_:
+            console.print(f"continuing {parent} to train.epochs={cfg.train.epochs}", highlight=False)
+        # said before training, so a second terminal can `tail -f` the log while it trains
+        console.print(f"run directory: {run_dir}  (log: {run_dir / LOG})", highlight=False, soft_wrap=True)
         _launch(overrides, multirun=False)
         if not _results:
             raise typer.Exit(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import importlib.util
 import itertools
 import os
 from pathlib import Path
@@ -31,6 +32,10 @@ def config_dir() -> str:
     return str(importlib.resources.files("actstudy.conf"))
 
 PRIMARY_CONFIG = "config"  # conf/config.yaml, the config every run starts from
+
+
+# logger=NAME → None, or (a module it needs, the extra of this package that installs it)
+LOGGERS = {"none": None, "tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
 
 
 class ConfigError(ValueError):
@@ -90,6 +95,22 @@ def validate(cfg: DictConfig) -> None:
     if cfg.threads is not None:
         _at_least("threads", cfg.threads, 1, f">= 1 and at most the {os.cpu_count()} cores here")
     _at_least("seed", cfg.seed, 0)
+    _choice("logger", cfg.logger, list(LOGGERS))
+    extra = LOGGERS[cfg.logger]
+    if extra and importlib.util.find_spec(extra[0]) is None:
+        raise ConfigError(f"logger={cfg.logger} needs an optional extra that is not installed; "
+                          f"install it with: pip install 'actstudy[{extra[1]}]'")
+    if cfg.continue_from is not None:
+        _check_parent(cfg.continue_from)
+
+
+def _check_parent(path: str) -> None:
+    from actstudy import rundir
+
+    summary = rundir.read_summary(Path(path))
+    if not summary or summary.get("status") != rundir.COMPLETED or not (Path(path) / rundir.LAST).is_file():
+        raise ConfigError(f"continue_from={path} is not a completed run directory with its {rundir.LAST}; "
+                          "give one, or use `actstudy run --continue`, which finds it")
 
 
 def check_buildable(cfg: DictConfig) -> None:

@@ -34,6 +34,7 @@ from rich.table import Table
 
 from actstudy.slots import DEFAULT_ACTIVATIONS, SLOTS
 from actstudy.stats import ALPHA, TESTS, decay_per_step, holm, overfitting, spread, two_sample_p
+from actstudy.rundir import is_retired
 
 try:  # libyaml's parser is several times faster, which matters with a thousand config files
     from yaml import CSafeLoader as _YamlLoader
@@ -47,7 +48,8 @@ class ReportError(ValueError):
 
 # Keys that change between repetitions of one experiment without changing the experiment itself.
 # They are matched against the last part of a dotted key ("seed" also catches e.g. "train.seed").
-RUN_ONLY_KEYS = frozenset({"seed", "quiet", "threads", "device", "run_dir", "output_dir", "out_dir"})
+RUN_ONLY_KEYS = frozenset({"seed", "quiet", "threads", "device", "run_dir", "output_dir", "out_dir", "logger",
+                           "continue_from"})  # a continued run pools with fresh runs of its epochs
 # The keys every run's config must have: they make up the configuration label.
 REQUIRED_CONFIG_KEYS = (
     "task.name",
@@ -199,7 +201,8 @@ def find_run_dirs(dirs: list[Path]) -> list[Path]:
                 subdirs[:] = []  # a run's own subfolders (.hydra, checkpoints) hold no further runs
                 continue
             # Hidden folders are Hydra's bookkeeping; report folders hold our own output.
-            subdirs[:] = sorted(d for d in subdirs if d != REPORT_DIR_NAME and not d.startswith("."))
+            subdirs[:] = sorted(d for d in subdirs if d != REPORT_DIR_NAME and not d.startswith(".")
+                                and not is_retired(Path(d)))  # runs `--force` set aside are history
     return sorted(found)
 
 
