@@ -253,13 +253,16 @@ def sweep(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + "; comma lists and range() sweep",
                                                     show_default=False),
     quiet: bool = typer.Option(True, "--quiet/--progress", help="Hide (default) or show each run's progress bar."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the runs this sweep means and which are already done."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the runs this sweep means, which are already done, and the estimated wall time."),
+    force: bool = typer.Option(False, "--force", help="Train finished runs again too; each old run directory "
+                               "is kept beside it as <name>.old-<n> (the report skips those)."),
 ) -> None:
     """Run a Hydra multirun: every combination of the comma-separated values, one run directory each.
 
     Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
     """
     from actstudy.rundir import FINISHED, read_summary
+    from actstudy.cost import describe
     from actstudy.sweeps import SweepWatcher, outcome_counts
 
     overrides = list(overrides or [])
@@ -267,15 +270,20 @@ def sweep(
         return _tune(overrides, quiet, dry_run)
     sweep_plan, overrides = _plan_sweep(overrides, quiet)
     sweep_dir, runs = sweep_plan.sweep_dir, sweep_plan.runs
+    if force and not dry_run:
+        _retire_finished(sweep_plan)
     done = sweep_plan.count(*FINISHED)
     resumable = sweep_plan.count("interrupted", FAILED)
     console.print(f"{len(runs)} runs into {sweep_dir}: {done} already done, {resumable} to resume or retry, "
-                  f"{len(runs) - done - resumable} new", highlight=False, soft_wrap=True)
+                  f"{len(runs) - done - resumable} new; estimated wall time {describe(sweep_plan.estimated_seconds())}"
+                  " (one run at a time)", highlight=False, soft_wrap=True)
     if dry_run:
         shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+        scale = sweep_plan.calibration().scale
         for i, r in enumerate(runs):  # the overrides every job shares are left out: the rest tell them apart
             varying = " ".join(o for o in r.overrides if o not in shared)
-            console.print(f"  #{i} ({r.state}) {r.run_dir.name}: {varying}", highlight=False, soft_wrap=True)
+            console.print(f"  #{i} ({r.state}) {r.run_dir.name}: {varying}  ~{describe(scale * r.estimate)}",
+                          highlight=False, soft_wrap=True)
         return
     if sweep_plan.to_train:
         with SweepWatcher(sweep_plan, lambda line: console.print(line, highlight=False)):
@@ -299,6 +307,21 @@ def sweep(
     console.print(f"report it with: actstudy report {sweep_dir}", highlight=False)
     if counts[FAILED] or counts["unfinished"]:
         raise typer.Exit(1)
+
+
+def _retire_finished(sweep_plan) -> None:
+    """--force: set each finished run of the plan aside as <name>.old-<n>, so that the sweep trains it anew."""
+    from actstudy.rundir import FINISHED, claim, retire
+
+    for r in sweep_plan.runs:
+        if r.state in FINISHED:
+            lock = claim(r.run_dir)
+            if lock is None:
+                fail(f"{r.run_dir} is being trained by another process; --force waits for nothing: try again later")
+            with lock:
+                retire(r.run_dir)
+            r.state = "new"
+    console.print("--force: finished runs are kept as <name>.old-<n> and trained again", highlight=False)
 
 
 def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
