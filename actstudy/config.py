@@ -171,9 +171,10 @@ def valid_keys() -> dict[str, Any]:
                 keys[f"{prefix}{f.name}"] = value
 
     walk(Config(), "")
-    for path in sorted(Path(config_dir(), "task").glob("*.yaml")):
+    for path in sorted(Path(config_dir(), "task").glob("**/*.yaml")):  # base/: keys tasks share
         for key, value in (yaml.safe_load(path.read_text()) or {}).items():
-            keys.setdefault(f"task.{key}", value)
+            if key != "defaults":
+                keys.setdefault(f"task.{key}", value)
     return keys
 
 

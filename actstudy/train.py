@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from actstudy import rundir
 from actstudy.config import plain
+from actstudy.loggers import NoLogger, open_logger
 from actstudy.model import SequenceModel, count_parameters
 from actstudy.optimizers import build_optimizer
 from actstudy.probe import activation_stats, grad_norm_by_step, vanishing_ratio
@@ -117,8 +118,10 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
     rundir.write_text(run_dir / rundir.CONFIG, OmegaConf.to_yaml(OmegaConf.create(plain(cfg))))
     summary: dict = {"status": rundir.RUNNING, "run_id": rid, "run_dir": str(run_dir)}
     write_json(run_dir / rundir.SUMMARY, summary)
+    logger = NoLogger()
     try:
-        summary = _train(cfg, run_dir, rid, started)
+        logger = open_logger(cfg.logger, run_dir, plain(cfg))
+        summary = _train(cfg, run_dir, rid, started, logger)
     except Exception as err:  # a sweep must go on: record the failure where the report will find it
         rundir.write_text(run_dir / rundir.ERROR, traceback.format_exc())
         log.error("run failed: %s", err)
@@ -132,6 +135,10 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
         # the result is final: the last state is kept as LAST (final weights, for --continue and analysis);
         # a failed run keeps its checkpoint to resume from
         (run_dir / CHECKPOINT).replace(run_dir / rundir.LAST)
+    try:
+        logger.finish(summary)
+    except Exception as err:  # the run's own files are complete: a logger's trouble costs only its copy
+        log.warning("logger=%s could not record the end of the run: %s", cfg.logger, err)
     return summary
 
 
@@ -176,7 +183,7 @@ def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Gene
     return payload
 
 
-def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoLogger) -> dict:
     threads = prepare_torch(cfg.threads, cfg.seed)
     device = pick_device(cfg.device)
     data_seed = cfg.task.get("data_seed")
@@ -211,6 +218,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
         profile = grad_norm_by_step(model, task, probe_x, probe_y, device, probe_len)
         grad_rows.extend({"epoch": epoch, "t": t + 1, "grad_norm": g} for t, g in enumerate(profile))
         write_csv(run_dir / rundir.GRAD_BY_STEP, rundir.GRAD_COLUMNS, grad_rows)
+        logger.probe(epoch, profile)
         # saturated gates, dead candidate units, |c_t|: the mechanism behind the numbers (actstudy/probe.py)
         stats = activation_stats(model, probe_x.to(device))
         stat_rows.extend({"epoch": epoch, "stat": k, "value": v} for k, v in stats.items())
@@ -262,6 +270,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
                 "grad_norm": sum(norms) / len(norms), "seconds": seconds,
             })
             write_csv(run_dir / rundir.METRICS, rundir.METRIC_COLUMNS, metrics)
+            logger.epoch(metrics[-1])
             if epoch == 1 or epoch == epochs or epoch % cfg.train.probe_every == 0:
                 probe(epoch)
             if val_loss < best["val_loss"]:
