@@ -208,7 +208,8 @@ def _refuse_list_option(ov, groups: set[str]) -> None:
     if not isinstance(value, list):
         return
     key = ov.get_key_element().lstrip("+~")
-    if key in groups or key in valid_keys():
+    scalar = isinstance(valid_keys().get(key), (bool, int, float, str))  # a null default may take a list
+    if key in groups or scalar:
         items = ",".join(str(v) for v in value)
         what = "a group option" if key in groups else "a single value"
         raise ConfigError(f"{ov.input_line}: {key} takes {what}, not a list; use {key}={items} to sweep")

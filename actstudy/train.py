@@ -319,9 +319,9 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
         summary["data_sha256"] = digests
     if parent:
         summary["parent"] = parent
-    log.info("test (best epoch %s): loss %s, %s %s; baseline loss %.4f, %s %.4f",
-             summary["best_epoch"], test[0], task.metric_name, test[1],
-             task.baseline["loss"], task.metric_name, task.baseline["metric"])
+    log.info("test (best epoch %s): loss %s, %s %s; baseline loss %.4f, %s %.4f; %.1fs",
+             summary["best_epoch"], _rounded(test[0]), task.metric_name, _rounded(test[1]),
+             task.baseline["loss"], task.metric_name, task.baseline["metric"], summary["wall_seconds"])
     return summary
 
 
@@ -333,6 +333,11 @@ def _parent(cfg: DictConfig) -> dict | None:
     if not summary or summary.get("status") != rundir.COMPLETED:
         raise RuntimeError(f"continue_from={cfg.continue_from} is not a completed run")
     return {"run_id": summary["run_id"], "run_dir": str(cfg.continue_from), "epochs": summary.get("epochs_completed")}
+
+
+def _rounded(value: float | None) -> str:
+    """A number for the log: 5 significant digits (summary.json keeps every digit)."""
+    return "none" if value is None else f"{value:.5g}"
 
 
 def _ratio_or_none(ratio: float) -> float | None:
