@@ -8,7 +8,7 @@ batch and step, which is small for torch's fused kernels and large for our own p
     seconds ≈ epochs × T × layers × directions × (sequences × gates × H × (H + F) × SECONDS_PER_MAC
                                                     + batches × SECONDS_PER_STEP[impl])
 
-The constants were measured on 2 cores at one thread per run; a sweep rescales them by the wall time of
+The constants were fitted to runs on 2 cores at one thread per run; a sweep rescales them by the wall time of
 its own finished runs (`Calibration`), so the estimate adapts to the machine and to parallel launchers.
 For data files (npz, csv, ucr) the sizes are not known before reading them: a run's recorded
 `model_shape` fills in T when one has finished, else DEFAULT_STEPS and DEFAULT_SEQUENCES stand.
@@ -20,10 +20,11 @@ import math
 from typing import Any, Iterable, Optional
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per step: the step's arithmetic scales with them
-# Measured with `actstudy run` at 1 thread on a shared 2-core machine (LSTM 32-128, GRU 128, T=50-100,
-# 2000 training sequences, batch 50): the step overhead dominates at these sizes.
-SECONDS_PER_MAC = 9e-11
-SECONDS_PER_STEP = {"fused": 5e-4, "custom": 4e-4}  # per batch and time step, forward + backward
+# Fitted to the run times of conf/study/adding_lengths and copy_delays (hidden 64, T = 100-400, 2,000
+# sequences, 2 joblib jobs x 1 thread on 2 cores: 9-167 s per run) and to the default run (26 s);
+# runs timed on a machine loaded 5 deep took 4x as long, which is what the sweep's rescaling is for.
+SECONDS_PER_MAC = 1.2e-10
+SECONDS_PER_STEP = {"fused": 2e-5, "custom": 6e-5}  # per batch and time step, forward + backward
 DEFAULT_STEPS, DEFAULT_SEQUENCES = 100, 1000  # a data file's size before any run of it has finished
 
 # Per task: (T, training sequences, validation sequences) from its config; None where the task decides.
