@@ -357,7 +357,8 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     console.print(f"best values: {sweep_dir / 'optimization_results.yaml'}", highlight=False)
 
 
-@app.command(epilog="Example:  actstudy report outputs/sweeps/2026-11-22_10-00-00 --out paper/figures")
+@app.command(epilog="Examples:  actstudy report outputs/sweeps/activation_grid-1a2b3c4d  ·  "
+             "actstudy report outputs/runs --out paper/figures  (the sweep directory is the one `actstudy sweep` printed)")
 def report(
     dirs: List[Path] = typer.Argument(..., help="Run or sweep directories; every run below them is read."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default: FIRST_DIR/report)."),
