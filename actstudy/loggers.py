@@ -34,15 +34,12 @@ SCALAR_TAGS = {
 }
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}, "c": 2} → {"a.b": 1, "c": 2}"""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def flatten(tree: dict) -> dict[str, Any]:
+    """{"a": {"b": 1}, "c": 2} → {"a.b": 1, "c": 2}, as the report flattens a config (imported only when a
+    logger is on: the report's loader brings pandas)."""
+    from actstudy.report.loading import flatten as report_flatten
+
+    return report_flatten(tree)
 
 
 class NoLogger:
