@@ -266,15 +266,17 @@ def plot_grad_by_step(section: TaskSection, colours: Colours, path: Path, varian
     return _save(figure, path)
 
 
-def zoom_limits(values: list[float]) -> tuple[float | None, float | None]:
+def zoom_limits(values: list[float], floor: float | None = None) -> tuple[float | None, float | None]:
     """y limits that show every value with a margin of 8 % of their range (at least 0.005): 0.98 and 0.997
-    stay apart instead of sharing a 0-1 axis. (None, None) when there is nothing to show."""
+    stay apart instead of sharing a 0-1 axis. (None, None) when there is nothing to show. `floor`: no value
+    can be below it (a mean − std of accuracies near 0 is drawn down to it, not into negative numbers)."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
         return None, None
     low, high = min(finite), max(finite)
     margin = max(0.08 * (high - low), 0.005, 0.01 * abs(high))
-    return low - margin, high + margin
+    low = low - margin if floor is None else max(low - margin, floor - 0.02 * (high - floor + margin))
+    return low, high + margin
 
 
 def plot_final(section: TaskSection, colours: Colours, path: Path, variant: str = "") -> Path:
@@ -302,7 +304,9 @@ def plot_final(section: TaskSection, colours: Colours, path: Path, variant: str 
         ax.scatter(x + offsets, seeds, color=colour, s=14, alpha=0.6, zorder=2, edgecolors="none")
         ax.errorbar(x, mean, yerr=std if seeds.size > 1 else None, fmt="D", color=colour, markersize=7, capsize=5,
                     lw=1.6, zorder=3, markeredgecolor="black", markeredgewidth=0.6)  # one seed: no spread to draw
-    low, high = zoom_limits(shown)
+    seeds_drawn = [v for g in groups for v in g.test_metrics() if not math.isnan(v)]
+    # a metric whose seeds are all >= 0 (accuracies, recall) is not drawn below 0; R² may be negative
+    low, high = zoom_limits(shown, floor=0.0 if seeds_drawn and min(seeds_drawn) >= 0 else None)
     if low is not None:
         ax.set_ylim(low, high)
     baselines = [b[1] for g in groups for b in [g.baseline] if not math.isnan(b[1])]
@@ -506,8 +510,9 @@ PLOTS: dict[str, PlotKind] = {
                              probed_gradients),
     "activations": PlotKind(plot_activation_stats, "Activation statistics on the probe batch over training.",
                             probed_activations),
-    "final": PlotKind(plot_final, "Final test metric per configuration: seeds as dots, mean ± std, baseline as "
-                                  "a dashed line.", one_per_metric),
+    "final": PlotKind(plot_final, "Final test metric per configuration: seeds as dots, mean ± std (one seed: no "
+                                  "bar), the axis zoomed to the data; baseline as a dashed line, or an arrow when "
+                                  "off the scale; ★ and bold: the best configuration.", one_per_metric),
 }
 
 
