@@ -293,7 +293,7 @@ CONSOLE_NOTES = (
 def console_caption(headers: list[str], cells: list[list[str]]) -> str:
     notes = [note for columns, note in CONSOLE_NOTES
              if any(h in columns or (h.startswith("test ") and "test metric" in columns) for h in headers)]
-    marks = marks_note(cells)
+    marks = marks_note(cells).rstrip(".")
     return "; ".join(notes + ([marks] if marks else []) + ["more columns in summary.md and index.html"])
 
 
