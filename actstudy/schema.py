@@ -76,6 +76,8 @@ class Config:
     device: str = "auto"  # auto: cuda when available, else cpu
     threads: Optional[int] = None  # torch threads; null = every core this process may use
     quiet: bool = False  # true: no progress bar (sweeps, CI)
+    logger: str = "none"  # none | tensorboard | mlflow: live curves in a tool researchers use (optional extras)
+    continue_from: Optional[str] = None  # a completed run's directory to train on from (set by run --continue)
     # Keys the report tunes per configuration on validation (`actstudy report --select`); a study file sets
     # it so that its report does so unasked. Not part of a run's identity: it changes no training.
     select: list[str] = field(default_factory=list)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from actstudy import rundir
 from actstudy.config import plain
+from actstudy.loggers import NoLogger, open_logger
 from actstudy.model import SequenceModel, count_parameters
 from actstudy.optimizers import build_optimizer
 from actstudy.probe import activation_stats, grad_profiles, vanishing_ratio
@@ -56,11 +58,17 @@ def evaluate(model, task, x: torch.Tensor, y: torch.Tensor, batch_size: int, dev
 
 
 class Progress:
-    """A rich progress bar (epoch, loss, metric, ETA), or nothing when quiet."""
+    """A rich progress bar (epoch, loss, metric, ETA) on a terminal; without one (`actstudy run > log`, a
+    batch job), one plain line per epoch, at most one every PLAIN_EVERY seconds (the first and last epochs
+    always); nothing when quiet."""
+
+    PLAIN_EVERY = 30.0  # seconds: a log stays readable for runs with many short epochs
 
     def __init__(self, quiet: bool, epochs: int, title: str):
         self.bar = None
-        if quiet:
+        self.plain = not quiet and not sys.stdout.isatty()
+        self.epochs, self.title, self.last_line = epochs, title, -math.inf
+        if quiet or self.plain:
             return
         from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
@@ -76,6 +84,11 @@ class Progress:
     def update(self, epoch: int, stats: str) -> None:
         if self.bar:
             self.bar.update(self.task, completed=epoch, stats=stats)
+        elif self.plain:
+            now = time.monotonic()
+            if epoch in (1, self.epochs) or now - self.last_line >= self.PLAIN_EVERY:
+                print(f"{self.title}: epoch {epoch}/{self.epochs}  {stats}", flush=True)
+                self.last_line = now
 
     def close(self) -> None:
         if self.bar:
@@ -111,8 +124,10 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
     rundir.write_text(run_dir / rundir.CONFIG, OmegaConf.to_yaml(OmegaConf.create(plain(cfg))))
     summary: dict = {"status": rundir.RUNNING, "run_id": rid, "run_dir": str(run_dir)}
     write_json(run_dir / rundir.SUMMARY, summary)
+    logger = NoLogger()
     try:
-        summary = _train(cfg, run_dir, rid, started)
+        logger = open_logger(cfg.logger, run_dir, plain(cfg))
+        summary = _train(cfg, run_dir, rid, started, logger)
     except Exception as err:  # a sweep must go on: record the failure where the report will find it
         rundir.write_text(run_dir / rundir.ERROR, traceback.format_exc())
         log.error("run failed: %s", err)
@@ -122,8 +137,14 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
         }
     summary["run_id"] = rid
     write_json(run_dir / rundir.SUMMARY, summary)
-    if summary["status"] in FINISHED:
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # the result is final; a failed run keeps its own
+    if summary["status"] in FINISHED and (run_dir / CHECKPOINT).exists():
+        # the result is final: the last state is kept as LAST (final weights, for --continue and analysis);
+        # a failed run keeps its checkpoint to resume from
+        (run_dir / CHECKPOINT).replace(run_dir / rundir.LAST)
+    try:
+        logger.finish(summary)
+    except Exception as err:  # the run's own files are complete: a logger's trouble costs only its copy
+        log.warning("logger=%s could not record the end of the run: %s", cfg.logger, err)
     return summary
 
 
@@ -144,10 +165,12 @@ def save_checkpoint(run_dir: Path, state: dict, model, optimizer, order: torch.G
     rundir.replace_atomically(run_dir / CHECKPOINT, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Generator) -> dict | None:
-    """Restore model, optimizer and RNGs from run_dir's checkpoint of this configuration; return the rest
-    of its state (epoch, metrics, grad_rows, stat_rows, best, seconds), or None to start from scratch."""
-    path = run_dir / CHECKPOINT
+def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Generator,
+                    name: str = CHECKPOINT) -> dict | None:
+    """Restore model, optimizer and RNGs from run_dir's checkpoint of this configuration (or, with
+    name=rundir.LAST, a finished run's last state); return the rest of its state (epoch, metrics,
+    grad_rows, stat_rows, best, seconds), or None to start from scratch."""
+    path = run_dir / name
     if not path.exists():
         return None
     try:
@@ -166,7 +189,7 @@ def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Gene
     return payload
 
 
-def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoLogger) -> dict:
     threads = prepare_torch(cfg.threads, cfg.seed)
     device = pick_device(cfg.device)
     data_seed = cfg.task.get("data_seed")
@@ -206,12 +229,18 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
         grad_rows.extend({"epoch": epoch, "t": t + 1, "grad_norm": g, "cell_grad_norm": c}
                          for t, (g, c) in enumerate(zip(profile, cell_profile)))
         write_csv(run_dir / rundir.GRAD_BY_STEP, rundir.GRAD_COLUMNS, grad_rows)
+        logger.probe(epoch, profile)
         # saturated gates, dead candidate units, |c_t|: the mechanism behind the numbers (actstudy/probe.py)
         stats = activation_stats(model, probe_x.to(device))
         stat_rows.extend({"epoch": epoch, "stat": k, "value": v} for k, v in stats.items())
         write_csv(run_dir / rundir.ACTIVATION_STATS, rundir.STAT_COLUMNS, stat_rows)
 
     resumed = load_checkpoint(run_dir, rid, model, optimizer, order)
+    parent = _parent(cfg)
+    if not resumed and parent:  # --continue: train on from the parent's last epoch, its rows included
+        resumed = load_checkpoint(Path(cfg.continue_from), parent["run_id"], model, optimizer, order, rundir.LAST)
+        if not resumed:
+            raise RuntimeError(f"cannot continue from {cfg.continue_from}: its {rundir.LAST} is missing or unusable")
     if resumed:  # the rows come from the checkpoint: files written after it are rewritten to match it
         metrics, grad_rows, best = resumed["metrics"], resumed["grad_rows"], resumed["best"]
         stat_rows = resumed["stat_rows"]
@@ -274,6 +303,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
                 })
                 norms = []
                 write_csv(run_dir / rundir.METRICS, rundir.METRIC_COLUMNS, metrics)
+                logger.epoch(metrics[-1])
                 if len(metrics) == 1 or update == plan.budget or stop or len(metrics) % cfg.train.probe_every == 0:
                     probe(epoch)
                 if val_loss < best["val_loss"]:
@@ -285,12 +315,13 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
                 if stop:
                     log.info("solved at update %d (val %s >= %s); stopped", solved, task.metric_name, solve_at)
                     break
-            if stop or update >= plan.budget:
-                break  # finished: the summary follows, no checkpoint needed
+            # at each epoch's end, and at the end of the run (its final state is kept as rundir.LAST)
             save_checkpoint(run_dir, {"run_id": rid, "epoch": update // plan.per_epoch, "updates": update,
                                       "updates_to_solve": solved, "norms": norms, "metrics": metrics,
                                       "grad_rows": grad_rows, "stat_rows": stat_rows, "best": best,
                                       "seconds": time.time() - started}, model, optimizer, order)
+            if stop or update >= plan.budget:
+                break
     except Diverged as why:
         status = rundir.DIVERGED
         log.warning("diverged: %s; keeping the metrics of the last good epoch", why)
@@ -300,6 +331,8 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
     x_test, y_test = task.splits["test"]
     last = evaluate(model, task, x_test, y_test, eval_bs, device, len_test) if status == rundir.COMPLETED else (None, None)
     model.load_state_dict(best["state"])
+    # the weights the test numbers below are measured with
+    rundir.replace_atomically(run_dir / rundir.MODEL, lambda tmp: torch.save(best["state"], tmp))
     test = evaluate(model, task, x_test, y_test, eval_bs, device, len_test) if metrics else (None, None)
     last_profile = [r["grad_norm"] for r in grad_rows if r["epoch"] == grad_rows[-1]["epoch"]]
     summary = {
@@ -327,10 +360,19 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
         # end; where a loss falls on every step (per-step targets, readout=all) no step is that far from it
         "vanishing_applicable": not task.per_step and cfg.model.readout != "all",
         "run_dir": str(run_dir),
+        # what actstudy.load_run needs to rebuild the model from config.yaml without making the data
+        "model_shape": {"input_size": task.input_size, "output_size": task.output_size,
+                        "per_step": task.per_step, "vocab_size": task.vocab_size,
+                        "seq_len": task.splits["train"][0].shape[1]},
     }
-    log.info("test (best epoch %s): loss %s, %s %s; baseline loss %.4f, %s %.4f",
-             summary["best_epoch"], test[0], task.metric_name, test[1],
-             task.baseline["loss"], task.metric_name, task.baseline["metric"])
+    digests = rundir.data_digests(plain(cfg))
+    if digests:
+        summary["data_sha256"] = digests
+    if parent:
+        summary["parent"] = parent
+    log.info("test (best epoch %s): loss %s, %s %s; baseline loss %.4f, %s %.4f; %.1fs",
+             summary["best_epoch"], _rounded(test[0]), task.metric_name, _rounded(test[1]),
+             task.baseline["loss"], task.metric_name, task.baseline["metric"], summary["wall_seconds"])
     return summary
 
 
@@ -387,6 +429,21 @@ class UpdatePlan(NamedTuple):
         """Epochs done after `update` updates: a whole number at an epoch's end, else a fraction."""
         whole, part = divmod(update, self.per_epoch)
         return whole if part == 0 else round(update / self.per_epoch, 4)
+
+
+def _parent(cfg: DictConfig) -> dict | None:
+    """The run this one continues (`continue_from`): its run id, directory and epochs."""
+    if not cfg.get("continue_from"):
+        return None
+    summary = rundir.read_summary(Path(cfg.continue_from))
+    if not summary or summary.get("status") != rundir.COMPLETED:
+        raise RuntimeError(f"continue_from={cfg.continue_from} is not a completed run")
+    return {"run_id": summary["run_id"], "run_dir": str(cfg.continue_from), "epochs": summary.get("epochs_completed")}
+
+
+def _rounded(value: float | None) -> str:
+    """A number for the log: 5 significant digits (summary.json keeps every digit)."""
+    return "none" if value is None else f"{value:.5g}"
 
 
 def _ratio_or_none(ratio: float) -> float | None:
