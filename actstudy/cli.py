@@ -382,7 +382,7 @@ def report(
 
     Runs that differ only in `seed` are grouped: mean ± std and 95% CI over seeds, beside the task's baseline and published results; each configuration is compared with its reference (difference with 95% CI, Hedges' g, minimum detectable difference, fraction solved, time to solve), every p-value adjusted over the report. Writes index.html (one self-contained page), summary.csv/.md/.tex, and every plot as PNG and SVG.
 
-    Example:  actstudy report outputs/sweeps/lr_grid --select optim.lr --reference model.variant=vanilla
+    Tuning and references: actstudy report DIR --select optim.lr --reference model.variant=vanilla
     """
     from actstudy.report import CompareOptions, OptionError, ReportError, parse_reference, write_report
 

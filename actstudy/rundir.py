@@ -110,10 +110,7 @@ def identity_tree(config: dict) -> dict:
     """The part of a resolved config (plain containers) that identifies the run: every key but those in
     NOT_IDENTITY_KEYS and LATER_KEYS at their defaults, plus a content hash of each data file it reads
     (`data_sha256`), and the parent's run id in place of `continue_from`."""
-    tree = {k: v for k, v in config.items() if k != "hydra" and k not in NOT_IDENTITY_KEYS}
-    for (group, key), unchanged in LATER_KEYS.items():  # at their defaults: as if the key did not exist
-        if isinstance(tree.get(group), dict) and key in tree[group] and tree[group][key] == unchanged:
-            tree[group] = {k: v for k, v in tree[group].items() if k != key}
+    tree = without_later_defaults({k: v for k, v in config.items() if k != "hydra" and k not in NOT_IDENTITY_KEYS})
     digests = data_digests(config)
     if digests:  # absent for generated tasks, so their run ids do not depend on this feature
         tree["data_sha256"] = digests
@@ -122,6 +119,14 @@ def identity_tree(config: dict) -> dict:
         tree[CONTINUE_KEY] = parent.get("run_id") or str(tree[CONTINUE_KEY])
     else:  # a fresh run: no key, so run ids made before --continue existed stay the same
         tree.pop(CONTINUE_KEY, None)
+    return tree
+
+
+def without_later_defaults(tree: dict) -> dict:
+    """`tree` without the LATER_KEYS that hold their defaults: as if those keys did not exist."""
+    for (group, key), unchanged in LATER_KEYS.items():
+        if isinstance(tree.get(group), dict) and key in tree[group] and tree[group][key] == unchanged:
+            tree = {**tree, group: {k: v for k, v in tree[group].items() if k != key}}
     return tree
 
 
@@ -338,7 +343,7 @@ def continuable_parent(config: dict, folder: Path) -> Optional[Path]:
             their_epochs = int(their["train"]["epochs"])
         except Exception:  # an unreadable or foreign config is simply not a parent
             continue
-        tree = {k: v for k, v in their.items() if k != "hydra" and k not in NOT_IDENTITY_KEYS}
+        tree = without_later_defaults({k: v for k, v in their.items() if k != "hydra" and k not in NOT_IDENTITY_KEYS})
         if summary.get("data_sha256"):
             tree["data_sha256"] = summary["data_sha256"]
         if their_epochs < epochs and comparable(tree) == want:

@@ -24,7 +24,7 @@ def test_load_run_gives_config_metrics_summary_and_the_trained_model(cli, tmp_pa
     run = actstudy.load_run(run_dir)
     assert run.status == "completed" and run.config["model"]["hidden_size"] == 8
     assert list(run.metrics["epoch"]) == [1, 2]
-    assert set(run.grad_by_step.columns) == {"epoch", "t", "grad_norm"}
+    assert set(run.grad_by_step.columns) == {"epoch", "t", "grad_norm", "cell_grad_norm"}  # c_t: an LSTM
     # the ready model reproduces the recorded test numbers on the run's own test split
     task = run.task()
     x, y = task.splits["test"]

@@ -60,11 +60,13 @@ def tables(markdown: str) -> list[list[list[str]]]:
 
 def test_summary_md_is_a_results_table_and_a_diagnostics_table_of_valid_markdown(report):
     md = report["md"]
-    results, diagnostics = tables(md)
+    results, diagnostics, comparisons = tables(md)
     assert "### Results" in md and "### Overfitting, vanishing, activations, time" in md
     for table in (results, diagnostics):
         assert len(table) == 1 + 3  # header + one row per configuration
         assert all(len(row) == len(table[0]) for row in table)
+    # the comparisons with a reference (actstudy/report/compare.py): one row per configuration that has one
+    assert "### Comparisons with the reference" in md and all(len(row) == len(comparisons[0]) for row in comparisons)
     assert "test metric" in results[0] and "gap loss" not in results[0]
     assert "mean |c| or |h|" in diagnostics[0]  # the pipes of the header are escaped, not column breaks
     assert all(row[-2].startswith("|c|") for row in diagnostics[1:])  # and those of the cells
