@@ -14,12 +14,60 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from actstudy.config import PRIMARY_CONFIG, ConfigError, check_buildable, compose, config_dir, expand_overrides
 from actstudy.config import compose_many, one_line as config_one_line
 from actstudy.rundir import COMPLETED, ERROR, FAILED, RUNNING
 
+INTERRUPTED = "interrupted: run the same command to resume"
+# Click's exception classes, from whichever Click this Typer uses (recent Typers carry their own copy).
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_NO_ARGS_IS_HELP = getattr(sys.modules[_CLICK_ERROR.__module__], "NoArgsIsHelpError", ())
+
+
+class OneLineErrors(TyperGroup):
+    """Click's usage errors (unknown option, missing argument, unknown command) in one line, exit 2;
+    Ctrl-C as one line and exit 130, whatever the command was doing."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as err:  # bare `actstudy`: the help is the answer
+            err.show()
+            code = err.exit_code
+        except _CLICK_ERROR as err:
+            where = f"{err.ctx.command_path}: " if getattr(err, "ctx", None) else ""
+            text = " ".join(err.format_message().split()).rstrip(".")
+            if getattr(err, "ctx", None) and isinstance(err.ctx.command, TyperGroup) and "command" in text:
+                text += f" (commands: {', '.join(err.ctx.command.list_commands(err.ctx))})"
+            err_console.print(f"[bold red]error:[/] {_escape(where + text)}; see --help", highlight=False,
+                              soft_wrap=True)
+            code = err.exit_code
+        except typer.Abort:  # Ctrl-C or end of input outside a command
+            err_console.print(INTERRUPTED, highlight=False, soft_wrap=True)
+            code = 130
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # what was written is consistent (atomic files, checkpoints): say how to go on
+            err_console.print(INTERRUPTED, highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -35,10 +83,36 @@ OVERRIDES_HELP = "Hydra overrides, e.g. model=gru model.activation.candidate=rel
 
 def fail(message: str) -> None:
     """Bad input: one line, exit code 2, no traceback."""
-    from rich.markup import escape
-
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def check_output_dir(key: str, value: Optional[str]) -> None:
+    """A directory to write into must be a directory, or makeable: not empty, not a file, not below one."""
+    if value is None or not str(value).strip():
+        fail(f"{key} is empty; give a directory to write into")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        fail(f"{key}={value} is a file, not a directory; give a directory")
+    for above in path.absolute().parents:
+        if above.exists():
+            if not above.is_dir():
+                fail(f"{key}={value} cannot be made: {above} is a file")
+            break
+
+
+def _dir_value(overrides: list[str], key: str) -> Optional[str]:
+    """The value the last `key=...` override gives, unquoted as Hydra reads it; None when absent."""
+    from actstudy.config import parse_overrides
+
+    try:
+        found = [ov for ov in parse_overrides(overrides) if ov.get_key_element() == key]
+    except ConfigError as err:
+        fail(str(err))
+    if not found:
+        return None
+    value = found[-1].value()
+    return "" if value is None else str(value)
 
 
 # ------------------------------------------------------------------------------------------ hydra
@@ -126,6 +200,7 @@ def _plan_sweep(overrides: list[str], quiet: bool):
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
         overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study, tuple(study_axes))}"]
+    check_output_dir("hydra.sweep.dir", _dir_value(overrides, "hydra.sweep.dir"))
     threads, warning = threads_per_job(hydra_cfg.get("launcher"), usable_cores())
     if warning:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -133,12 +208,8 @@ def _plan_sweep(overrides: list[str], quiet: bool):
         overrides = [*overrides, f"threads={threads}"]  # not part of a run's identity (rundir.NOT_IDENTITY_KEYS)
     if quiet:
         overrides = [*overrides, "quiet=true"]
-    sweep_plan = plan(list(zip(jobs, cfgs)), Path(_override_value(overrides, "hydra.sweep.dir")))
+    sweep_plan = plan(list(zip(jobs, cfgs)), Path(_dir_value(overrides, "hydra.sweep.dir")))
     return sweep_plan, overrides
-
-
-def _override_value(overrides: list[str], key: str) -> str:
-    return next(o.split("=", 1)[1] for o in reversed(overrides) if o.startswith(f"{key}="))
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -161,7 +232,7 @@ def run(
 
     With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores.
     """
-    from actstudy.rundir import FINISHED, read_summary, run_state
+    from actstudy.rundir import FINISHED, LOCKED, read_summary, run_state
     from actstudy.sweeps import run_dir_name, run_id
 
     overrides = list(overrides or [])
@@ -175,10 +246,16 @@ def run(
     if not any(o.startswith("hydra.run.dir=") for o in overrides):
         overrides = [*overrides, f"hydra.run.dir=outputs/runs/{run_dir_name(cfg)}"]
     _, overrides = _preflight(overrides, quiet, "hydra.run.dir")
-    run_dir = Path(_override_value(overrides, "hydra.run.dir"))
+    check_output_dir("hydra.run.dir", _dir_value(overrides, "hydra.run.dir"))
+    run_dir = Path(_dir_value(overrides, "hydra.run.dir"))
     state = run_state(run_dir, run_id(cfg))
     if state == "other":
         fail(f"hydra.run.dir={run_dir} holds a run of another configuration; choose another directory")
+    if state == LOCKED:  # not bad input: the same run, being trained now by another process
+        err_console.print(f"[bold yellow]locked:[/] another process is training the run in {run_dir}; "
+                          "wait for it to end (or stop it), then run the same command", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(1)
     if state in FINISHED:  # the same command again: nothing to train, show what it gave
         console.print(f"already done (run id {run_id(cfg)}); not trained again", highlight=False)
         summary = read_summary(run_dir)
@@ -273,8 +350,7 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     """An optimizing sweeper (hydra/sweeper=optuna) picks its trials as it goes: check the fixed part of
     the config, pin the sweep directory, let Hydra run it. Trials are ordinary runs (skipped when a
     trial repeats a finished configuration); the sweeper writes optimization_results.yaml."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+    from actstudy.config import parse_overrides
     from actstudy.rundir import CONFIG, read_summary
     from actstudy.sweeps import default_sweep_dir, missing_plugin
 
@@ -282,7 +358,7 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     if problem:
         fail(problem)
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = parse_overrides(overrides)
         fixed = [ov.input_line for ov in parsed if not ov.is_sweep_override()]
         check_buildable(compose(fixed))
     except ConfigError as err:
@@ -290,7 +366,8 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
         overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study)}"]
-    sweep_dir = Path(_override_value(overrides, "hydra.sweep.dir"))
+    check_output_dir("hydra.sweep.dir", _dir_value(overrides, "hydra.sweep.dir"))
+    sweep_dir = Path(_dir_value(overrides, "hydra.sweep.dir"))
     console.print(f"tuning into {sweep_dir} (the sweeper chooses the trials)", highlight=False)
     if dry_run:
         return
@@ -315,6 +392,8 @@ def report(
     """
     from actstudy.report import ReportError, write_report
 
+    if out is not None:
+        check_output_dir("--out", str(out))
     try:
         result = write_report(list(dirs), out, console, test)
     except ReportError as err:

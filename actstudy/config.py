@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import itertools
-import os
+import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -87,9 +87,45 @@ def validate(cfg: DictConfig) -> None:
     if t.clip_grad is not None and not t.clip_grad > 0:
         raise ConfigError(f"train.clip_grad={t.clip_grad} is out of range: must be > 0, or null for no clipping")
     _choice("device", cfg.device, DEVICES)
+    if cfg.device == "cuda":
+        from actstudy.runtime import device_problem
+
+        problem = device_problem(cfg.device)
+        if problem:
+            raise ConfigError(problem)
     if cfg.threads is not None:
-        _at_least("threads", cfg.threads, 1, f">= 1 and at most the {os.cpu_count()} cores here")
-    _at_least("seed", cfg.seed, 0)
+        from actstudy.runtime import usable_cores
+
+        cores = usable_cores()  # refused, not clamped: a run records the threads it was asked for
+        if not 1 <= cfg.threads <= cores:
+            raise ConfigError(f"threads={cfg.threads} is out of range: this process may use {cores} cores; "
+                              f"choose 1 to {cores}, or threads=null for all of them")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed={cfg.seed} is out of range: must be from 0 to 2**64-1 (torch's seed range)")
+
+
+MAX_SEED = 2**64 - 1  # torch.manual_seed and torch.Generator.manual_seed take at most an unsigned 64-bit seed
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The run's config with every interpolation resolved; one that cannot resolve is a ConfigError."""
+    try:
+        return plain(cfg)
+    except Exception as err:  # OmegaConf raises several types; the user needs one line naming the key
+        raise ConfigError(one_line(err)) from None
+
+
+def check_finite(tree: Any, where: str = "") -> None:
+    """Refuse NaN and infinity anywhere in a resolved config: no key means either (train.clip_grad=null
+    is "no clipping"), and a non-finite learning rate would only be recorded later as a diverged run."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            check_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(tree, (list, tuple)):
+        for index, value in enumerate(tree):
+            check_finite(value, f"{where}[{index}]")
+    elif isinstance(tree, float) and not math.isfinite(tree):
+        raise ConfigError(f"{where}={tree} is not a finite number; give a finite value")
 
 
 def check_buildable(cfg: DictConfig) -> None:
@@ -98,15 +134,52 @@ def check_buildable(cfg: DictConfig) -> None:
     from actstudy.model import check_readout
     from actstudy.tasks import check_task_config
 
+    import torch
+
+    check_finite(resolved(cfg))
     validate(cfg)
     try:
         task = check_task_config(cfg.task)
         check_readout(cfg.model.readout, getattr(task, "per_step", False), f"task={cfg.task.name}")
-        build_stack(cfg.model, input_size=1)
+        with torch.device("meta"):  # shapes only: no memory is allocated, however large the model
+            stack = build_stack(cfg.model, input_size=1)
     except ConfigError:
         raise
     except ValueError as err:
         raise ConfigError(str(err).splitlines()[0]) from None
+    check_memory(cfg, sum(p.numel() for p in stack.parameters()), getattr(task, "seq_len", None))
+
+
+def check_memory(cfg: DictConfig, stack_params: int, seq_len: Any) -> None:
+    """Refuse a run whose weights and training activations cannot fit in the memory free here.
+
+    A lower bound, so that nothing that could fit is refused: float32 weights held four times (weights,
+    gradients, two optimizer moments) plus a best-epoch copy, and per step of backpropagation through
+    time each layer keeps its gates and states for the batch. Data and the readout are left out.
+    """
+    from actstudy.runtime import available_memory, pick_device
+
+    try:
+        on_cpu = pick_device(cfg.device).type == "cpu"
+    except ValueError:
+        return  # validate has said why already
+    free = available_memory()
+    if not on_cpu or free is None:
+        return
+    m = cfg.model
+    gates = {"lstm": 4, "gru": 3}.get(m.cell, 1)
+    steps = seq_len if isinstance(seq_len, int) and seq_len > 0 else 1
+    directions = 2 if m.bidirectional else 1
+    per_step = cfg.train.batch_size * m.num_layers * directions * (gates + 2) * m.hidden_size
+    need = 4 * (5 * stack_params + steps * per_step)  # float32 bytes
+    if need > free:
+        raise ConfigError(f"model.hidden_size={m.hidden_size} with model.num_layers={m.num_layers} and "
+                          f"train.batch_size={cfg.train.batch_size} needs at least {_gib(need)} of memory; "
+                          f"{_gib(free)} is available here: choose a smaller model or batch")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
 
 
 # ------------------------------------------------------------------------------------ composing configs
@@ -130,18 +203,47 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def parse_overrides(overrides: list[str]) -> list:
+    """Hydra's parse of each override; one it cannot read is a ConfigError naming it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for override in overrides:
+        if override.startswith("-"):
+            raise ConfigError(f"unknown option {override!r}; overrides look like key=value "
+                              "(see --help for this command's options)")
+        try:
+            parsed.extend(parser.parse_overrides([override]))
+        except (HydraException, ValueError) as err:
+            reason = " ".join(str(err).split("See https")[0].split())
+            raise ConfigError(f"cannot read the override {override!r}: {reason[:160]}; overrides look like "
+                              "key=value, and a value with spaces or special characters goes in quotes") from None
+    return parsed
+
+
+def sweep_values(ov) -> list[str]:
+    """The values a sweep override takes, as strings; an empty sweep is a ConfigError."""
+    if ov.is_interval_sweep():
+        raise ConfigError(f"{ov.input_line}: interval sweeps need an optimizing sweeper (hydra/sweeper=optuna)")
+    try:
+        values = list(ov.sweep_string_iterator())
+    except Exception as err:  # e.g. range() with a zero step
+        raise ConfigError(f"{ov.input_line}: {one_line(err)}") from None
+    if not values:
+        raise ConfigError(f"{ov.input_line} sweeps over no values; give at least one")
+    return values
+
+
 def expand_overrides(overrides: list[str]) -> Iterator[list[str]]:
     """Yield one plain override list per job of a Hydra multirun (comma lists, range(), choice())."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    parsed = parse_overrides(overrides)
     axes = []
     for ov in parsed:
         if ov.is_sweep_override():
-            if ov.is_interval_sweep():
-                raise ConfigError(f"{ov.input_line}: interval sweeps need an optimizing sweeper (hydra/sweeper=optuna)")
             key = ov.get_key_element()
-            axes.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+            axes.append([f"{key}={v}" for v in sweep_values(ov)])
         else:
             axes.append([ov.input_line])
     for combo in itertools.product(*axes):
@@ -172,7 +274,9 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     from hydra import compose as hydra_compose
 
     with _hydra_session():
-        return hydra_compose(PRIMARY_CONFIG, overrides=overrides, return_hydra_config=with_hydra)
+        cfg = hydra_compose(PRIMARY_CONFIG, overrides=overrides, return_hydra_config=with_hydra)
+    resolved(cfg)  # an interpolation that cannot resolve is refused now, not when a run reads it
+    return cfg
 
 
 def plain(cfg: DictConfig | dict) -> dict:
@@ -218,4 +322,6 @@ def compose_many(jobs: list[list[str]]) -> list[DictConfig]:
             cfg = copy.deepcopy(bases[chosen])
             ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
             composed.append(cfg)
+    for cfg in composed:
+        resolved(cfg)
     return composed

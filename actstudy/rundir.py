@@ -193,11 +193,18 @@ def finished_run(run_dir: Path, rid: str) -> Optional[dict]:
     return None
 
 
-def run_state(run_dir: Path, rid: str) -> str:
-    """new | completed | diverged | failed | interrupted (a checkpoint or a 'running' summary) | other.
+LOCKED = "locked"  # a run state, not a status: another process holds the run directory's lock now
 
-    'other' means the directory holds a run of a different configuration.
+
+def run_state(run_dir: Path, rid: str) -> str:
+    """new | completed | diverged | failed | interrupted (a checkpoint or a 'running' summary) | other
+    | locked.
+
+    'other' means the directory holds a run of a different configuration; 'locked' that another process
+    is training this one now.
     """
+    if is_locked(run_dir):
+        return LOCKED
     summary = read_summary(run_dir)
     if summary is None and not (run_dir / CHECKPOINT).exists():
         return "new"
@@ -212,6 +219,23 @@ def run_outcome(run_dir: Path, rid: str) -> Optional[str]:
     """This run's status as its summary says now (None when the summary is another run's or absent)."""
     summary = read_summary(run_dir) or {}
     return summary.get("status") if summary.get("run_id") == rid else None
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether another process holds the run directory's lock now. Creates nothing."""
+    import fcntl
+
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY)
+    except OSError:  # no lock file (or unreadable): nobody has claimed it
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock if we took it
+    return False
 
 
 def claim(run_dir: Path):

@@ -22,15 +22,40 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def device_problem(name: str) -> Optional[str]:
+    """Why `device=name` cannot run here (one line), or None."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        return "device=cuda but no CUDA device is available here; use device=cpu or device=auto"
+    return None
+
+
 def pick_device(name: str):
     """auto: cuda when available, else cpu. cuda where there is none is refused in one line."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but no CUDA device is available here; use device=cpu or device=auto")
+    problem = device_problem(name)
+    if problem:
+        raise ValueError(problem)
     return torch.device(name)
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory a new allocation can get here without swapping (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def keep_freed_memory() -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from actstudy import rundir
-from actstudy.config import ConfigError, plain
+from actstudy.config import plain
 from actstudy.rundir import FINISHED, NOT_IDENTITY_KEYS
 
 RESOLVER = "actstudy_run_dir"
@@ -69,16 +69,14 @@ register_resolver()  # at import: parallel launchers' workers import this module
 def sweep_arguments(overrides: list[str], sweeper_params: dict) -> list[list[str]]:
     """One override list per job, combining a study's `hydra.sweeper.params` with the command line as
     Hydra's basic sweeper does: study axes first, a key given on the command line replaces the study's."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from actstudy.config import parse_overrides, sweep_values
 
     lines = [f"{k}={v}" for k, v in sweeper_params.items()] + list(overrides)
     axes: dict[str, list[str]] = {}
-    for ov in OverridesParser.create().parse_overrides(lines):
+    for ov in parse_overrides(lines):
         key = ov.get_key_element()
         if ov.is_sweep_override():
-            if not ov.is_discrete_sweep():
-                raise ConfigError(f"{ov.input_line}: interval sweeps need an optimizing sweeper (hydra/sweeper=optuna)")
-            axes[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
+            axes[key] = [f"{key}={v}" for v in sweep_values(ov)]
         else:
             axes[key] = [ov.input_line]
     import itertools
