@@ -138,17 +138,55 @@ def _hydra_main():
 
 
 def _launch(overrides: list[str], multirun: bool) -> None:
+    import logging
+
+    from hydra._internal.core_plugins import basic_launcher
+
     from actstudy.config import register_configs
     from actstudy.sweeps import register_resolver
 
     register_configs()
     register_resolver()
-    argv = sys.argv
+    argv, hydra_run_job, log_errors = sys.argv, basic_launcher.run_job, logging.raiseExceptions
     sys.argv = ["actstudy", *overrides, *(["--multirun"] if multirun else [])]
+    basic_launcher.run_job = _job_that_fails_alone(hydra_run_job)
+    logging.raiseExceptions = False  # a log line that cannot be written (full disk) is dropped, not a traceback
     try:
         _hydra_main()()
     finally:
-        sys.argv = argv
+        sys.argv, basic_launcher.run_job, logging.raiseExceptions = argv, hydra_run_job, log_errors
+
+
+def _job_that_fails_alone(run_job):
+    """Hydra's sequential launcher stops the whole sweep when setting up one job raises (it writes the
+    job's .hydra/ files and opens its log before our code runs): a full disk or a read-only run directory
+    would end the sweep there. Such a job is recorded as a failed run instead and the sweep goes on."""
+
+    def run_job_or_record_failure(**kwargs):
+        from hydra.core.utils import JobReturn, JobStatus
+        from omegaconf import OmegaConf
+
+        from actstudy import rundir
+        from actstudy.sweeps import run_id
+
+        try:
+            return run_job(**kwargs)
+        except OSError as err:
+            config = kwargs["config"]
+            where = Path(str(OmegaConf.select(config, kwargs["job_dir_key"])))
+            if kwargs.get("job_subdir_key"):
+                where = where / str(OmegaConf.select(config, kwargs["job_subdir_key"]))
+            summary = {"status": FAILED, "run_id": run_id(config), "run_dir": str(where),
+                       "error": " ".join(f"{type(err).__name__}: {err}".split())}
+            if where.is_dir() and not rundir.is_locked(where):
+                rundir.remove_temporary_files(where)
+                rundir.write_summary_anyhow(where, summary)
+            _results.append(summary)
+            done = JobReturn(cfg=config, overrides=list(config.hydra.overrides.task))
+            done.status, done.return_value = JobStatus.COMPLETED, float("inf")  # a failed trial, as in main()
+            return done
+
+    return run_job_or_record_failure
 
 
 def _preflight(overrides: list[str], quiet: bool, dir_key: str) -> tuple[list[list[str]], list[str]]:
@@ -322,6 +360,7 @@ def sweep(
             varying = " ".join(o for o in r.overrides if o not in shared)
             console.print(f"  #{i} ({r.state}) {r.run_dir.name}: {varying}", highlight=False, soft_wrap=True)
         return
+    _results.clear()  # this sweep's runs only (in-process callers may invoke several commands)
     if sweep_plan.to_train:
         with SweepWatcher(sweep_plan, lambda line: console.print(line, highlight=False)):
             try:
@@ -330,17 +369,27 @@ def sweep(
                 err_console.print(f"[bold red]launcher failed:[/] {config_one_line(err)}", highlight=False)
             except SystemExit:  # Hydra has printed the launcher's error already
                 err_console.print("[bold red]launcher failed[/] (its error is above)", highlight=False)
-    counts = outcome_counts(sweep_plan)
+    # what each run's summary says; for a run whose summary could not be written (a full disk), what
+    # this process saw happen to it
+    known = {s.get("run_id"): s for s in _results}
+    counts = outcome_counts(sweep_plan, known)
     table = Table(title=f"sweep {sweep_dir}")
     for status in counts:
         table.add_column(status)
     table.add_row(*(str(n) for n in counts.values()))
     console.print(table)
     for r in runs:
-        if counts[FAILED] and (r.run_dir / ERROR).exists() and r.state not in FINISHED:
-            summary = read_summary(r.run_dir) or {}
-            if summary.get("status") == FAILED:
-                err_console.print(f"[bold red]failed:[/] {r.run_dir.name}: {summary.get('error')}", highlight=False)
+        if r.state in FINISHED:
+            continue
+        summary = read_summary(r.run_dir) or {}
+        if summary.get("run_id") != r.run_id or summary.get("status") == RUNNING:
+            summary = known.get(r.run_id, summary)
+        if summary.get("status") == FAILED:
+            err_console.print(f"[bold red]failed:[/] {r.run_dir.name}: {summary.get('error')}", highlight=False,
+                              soft_wrap=True)
+        elif summary.get("skipped") and summary.get("status") == RUNNING:
+            err_console.print(f"[bold yellow]locked:[/] {r.run_dir.name}: {summary.get('error')}", highlight=False,
+                              soft_wrap=True)
     console.print(f"report it with: actstudy report {sweep_dir}", highlight=False)
     if counts[FAILED] or counts["unfinished"]:
         raise typer.Exit(1)

@@ -14,6 +14,7 @@ fast to start.
               actstudy.log           the run's log (Hydra's job log: `hydra.job.name` in conf/config.yaml)
               error.txt              the traceback of a failed run
               checkpoint.pt          while training: the state after the last finished epoch
+              checkpoint.pt.unusable a checkpoint that loaded but could not be restored (the run restarted)
               .lock                  held (flock) while a process trains the run
               .hydra/overrides.yaml  Hydra's record of the command line that made the run
     <sweep dir>/multirun.yaml        Hydra's record of the sweep as started
@@ -38,6 +39,7 @@ SUMMARY = "summary.json"
 LOG = "actstudy.log"
 ERROR = "error.txt"
 CHECKPOINT = "checkpoint.pt"
+UNUSABLE_CHECKPOINT = "checkpoint.pt.unusable"  # a checkpoint that loaded but could not be restored, set aside
 LOCK = ".lock"
 HYDRA_DIR = ".hydra"
 OVERRIDES = "overrides.yaml"  # inside HYDRA_DIR
@@ -128,6 +130,43 @@ def write_json(path: Path, data: dict) -> None:
     """JSON as Python writes it; a non-finite float (e.g. a vanishing ratio of -inf) is kept as
     -Infinity / NaN, which `read_summary` (and any Python or JavaScript JSON reader) reads back."""
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def remove_temporary_files(run_dir: Path) -> None:
+    """Remove what an interrupted `replace_atomically` left in run_dir (e.g. when the disk filled up)."""
+    for leftover in run_dir.glob(".*.tmp"):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
+
+
+def write_summary_anyhow(run_dir: Path, summary: dict) -> bool:
+    """Write summary.json atomically or, when that fails (a full disk has no room for a second copy),
+    over the old one in place, which needs no new space while the text fits where the old one was.
+    When neither works, summary.json and metrics.csv are removed, so that no 'running' status and no
+    half-written summary outlive the process (a checkpoint, if any, stays for the next attempt), and
+    False is returned: the caller still knows the run's fate, the directory does not."""
+    path = run_dir / SUMMARY
+    try:
+        write_json(path, summary)
+        return True
+    except OSError:
+        remove_temporary_files(run_dir)
+    try:
+        if path.exists():
+            with open(path, "r+") as handle:
+                handle.write(json.dumps(summary, indent=2) + "\n")
+                handle.truncate()
+            return True
+    except OSError:
+        pass
+    for name in (SUMMARY, METRICS):
+        try:
+            (run_dir / name).unlink(missing_ok=True)
+        except OSError:
+            pass
+    return False
 
 
 def finite_or_none(value: Optional[float]) -> Optional[float]:

@@ -211,8 +211,11 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def outcome_counts(sweep_plan: SweepPlan) -> dict[str, int]:
-    """completed / diverged / failed / skipped (finished before this invocation) / unfinished."""
+def outcome_counts(sweep_plan: SweepPlan, known: Optional[dict] = None) -> dict[str, int]:
+    """completed / diverged / failed / skipped (finished before this invocation) / unfinished.
+
+    `known`: summaries by run id that this process saw, for runs whose own summary could not be written.
+    """
     ended = (rundir.COMPLETED, rundir.DIVERGED, rundir.FAILED)
     counts = {**dict.fromkeys(ended, 0), "skipped": 0, "unfinished": 0}
     for r in sweep_plan.runs:
@@ -220,6 +223,8 @@ def outcome_counts(sweep_plan: SweepPlan) -> dict[str, int]:
             counts["skipped"] += 1
             continue
         status = rundir.run_outcome(r.run_dir, r.run_id)
+        if status in (None, rundir.RUNNING) and known and r.run_id in known:
+            status = known[r.run_id].get("status")
         counts[status if status in ended else "unfinished"] += 1
     return counts
 
