@@ -17,7 +17,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from actstudy.config import PRIMARY_CONFIG, ConfigError, check_buildable, compose, config_dir, expand_overrides
-from actstudy.config import compose_many, one_line as config_one_line
+from actstudy.config import compose_many, hydra_settings, one_line as config_one_line
 from actstudy.rundir import COMPLETED, ERROR, FAILED, RUNNING
 
 INTERRUPTED = "interrupted: run the same command to resume"
@@ -215,7 +215,7 @@ def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
         fail(problem)
     try:
         first = next(expand_overrides(overrides))
-        params = compose(first, with_hydra=True).hydra.sweeper.get("params") or {}
+        params = hydra_settings(first).sweeper.get("params") or {}
         return sweep_arguments(overrides, dict(params)), list(params)
     except ConfigError as err:
         fail(str(err))
@@ -224,15 +224,16 @@ def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
 def _plan_sweep(overrides: list[str], quiet: bool):
     """Compose and check every job; decide the sweep directory and each run's directory and state;
     split the cores between a parallel launcher's jobs. Returns the plan and the overrides for Hydra."""
-    from actstudy.sweeps import default_sweep_dir, plan, threads_per_job
+    from actstudy.sweeps import default_sweep_dir, plan, runs_elsewhere, threads_per_job
     from actstudy.runtime import usable_cores
 
     jobs, study_axes = _expand(overrides)
     try:
+        hydra_cfg = hydra_settings(jobs[0])  # the launcher's settings
+        here = not runs_elsewhere(hydra_cfg.get("launcher"))
         cfgs = compose_many(jobs)
         for cfg in cfgs:
-            check_buildable(cfg)
-        hydra_cfg = compose(jobs[0], with_hydra=True).hydra  # the launcher's settings
+            check_buildable(cfg, here)
     except ConfigError as err:
         fail(str(err))
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):

@@ -11,11 +11,12 @@ import contextlib
 import importlib.resources
 import itertools
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from actstudy.schema import Config
 
@@ -54,8 +55,12 @@ def _at_least(key: str, value: Any, low: float, what: str = "") -> None:
         raise ConfigError(f"{key}={value} is out of range: must be {what or '>= ' + str(low)}")
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check choices and ranges that types alone do not catch (the task checks its own keys)."""
+def validate(cfg: DictConfig, here: bool = True) -> None:
+    """Check choices and ranges that types alone do not catch (the task checks its own keys).
+
+    here=False (a launcher that runs the jobs on other machines, e.g. Slurm) skips what depends on this
+    machine: whether CUDA exists and how many cores there are.
+    """
     from actstudy.activations import ACTIVATIONS
     from actstudy.cells import CELLS, IMPLS, INITS, VARIANTS
     from actstudy.optimizers import OPTIMIZERS
@@ -87,7 +92,7 @@ def validate(cfg: DictConfig) -> None:
     if t.clip_grad is not None and not t.clip_grad > 0:
         raise ConfigError(f"train.clip_grad={t.clip_grad} is out of range: must be > 0, or null for no clipping")
     _choice("device", cfg.device, DEVICES)
-    if cfg.device == "cuda":
+    if cfg.device == "cuda" and here:
         from actstudy.runtime import device_problem
 
         problem = device_problem(cfg.device)
@@ -96,7 +101,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.threads is not None:
         from actstudy.runtime import usable_cores
 
-        cores = usable_cores()  # refused, not clamped: a run records the threads it was asked for
+        cores = usable_cores() if here else cfg.threads  # refused, not clamped: a run records its threads
         if not 1 <= cfg.threads <= cores:
             raise ConfigError(f"threads={cfg.threads} is out of range: this process may use {cores} cores; "
                               f"choose 1 to {cores}, or threads=null for all of them")
@@ -115,6 +120,22 @@ def resolved(cfg: DictConfig) -> dict:
         raise ConfigError(one_line(err)) from None
 
 
+def check_known_keys(tree: dict, schema: Any = Config, where: str = "") -> None:
+    """Refuse a key the schema does not have (Hydra lets `+model.extra=1` add one to any config); the
+    task's keys are checked by the task module."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key, value in tree.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise ConfigError(f"{path} is not a config key; keys{' of ' + where if where else ''}: "
+                              f"{', '.join(fields)}")
+        inner = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
+        if inner is not None and dataclasses.is_dataclass(inner) and isinstance(value, dict):
+            check_known_keys(value, inner, path)
+
+
 def check_finite(tree: Any, where: str = "") -> None:
     """Refuse NaN and infinity anywhere in a resolved config: no key means either (train.clip_grad=null
     is "no clipping"), and a non-finite learning rate would only be recorded later as a diverged run."""
@@ -128,16 +149,19 @@ def check_finite(tree: Any, where: str = "") -> None:
         raise ConfigError(f"{where}={tree} is not a finite number; give a finite value")
 
 
-def check_buildable(cfg: DictConfig) -> None:
-    """Validate, then let the task and the model check their own keys without generating any data."""
+def check_buildable(cfg: DictConfig, here: bool = True) -> None:
+    """Validate, then let the task and the model check their own keys without generating any data;
+    `here`: the run will train on this machine (its memory, cores and devices count)."""
     from actstudy.cells import build_stack
     from actstudy.model import check_readout
     from actstudy.tasks import check_task_config
 
     import torch
 
-    check_finite(resolved(cfg))
-    validate(cfg)
+    tree = resolved(cfg)
+    check_known_keys(tree)
+    check_finite(tree)
+    validate(cfg, here)
     try:
         task = check_task_config(cfg.task)
         check_readout(cfg.model.readout, getattr(task, "per_step", False), f"task={cfg.task.name}")
@@ -147,7 +171,8 @@ def check_buildable(cfg: DictConfig) -> None:
         raise
     except ValueError as err:
         raise ConfigError(str(err).splitlines()[0]) from None
-    check_memory(cfg, sum(p.numel() for p in stack.parameters()), getattr(task, "seq_len", None))
+    if here:
+        check_memory(cfg, sum(p.numel() for p in stack.parameters()), getattr(task, "seq_len", None))
 
 
 def check_memory(cfg: DictConfig, stack_params: int, seq_len: Any) -> None:
@@ -269,14 +294,53 @@ def _hydra_session():
         GlobalHydra.instance().clear()
 
 
+_COMPOSED: dict[tuple, DictConfig] = {}  # (cwd, overrides) -> config with its hydra node, this process
+
+
 def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
-    """Compose one run's config with Hydra's compose API, raising ConfigError on any problem."""
+    """Compose one run's config with Hydra's compose API, raising ConfigError on any problem.
+
+    Without the hydra node this is `compose_many` of one job. With it, each composition is kept for the
+    process (a command asks for the same one several times, and Hydra takes ~0.3 s a time) and handed
+    out as a copy.
+    """
+    import copy
+
     from hydra import compose as hydra_compose
 
-    with _hydra_session():
-        cfg = hydra_compose(PRIMARY_CONFIG, overrides=overrides, return_hydra_config=with_hydra)
-    resolved(cfg)  # an interpolation that cannot resolve is refused now, not when a run reads it
-    return cfg
+    if not with_hydra:
+        return compose_many([overrides])[0]
+    key = (os.getcwd(), tuple(overrides))
+    if key not in _COMPOSED:
+        with _hydra_session():
+            cfg = hydra_compose(PRIMARY_CONFIG, overrides=list(overrides), return_hydra_config=True)
+        resolved(cfg)  # an interpolation that cannot resolve is refused now, not when a run reads it
+        _remember(_COMPOSED, key, cfg)
+    return copy.deepcopy(_COMPOSED[key])
+
+
+def hydra_settings(overrides: list[str]) -> DictConfig:
+    """The `hydra` node the overrides give (launcher, sweeper params, directories), composed from the
+    group choices and `hydra.*` overrides only: the other values cannot change it."""
+    choices, _, hydra_values = _split(parse_overrides(overrides))
+    return compose([*choices, *hydra_values], with_hydra=True).hydra
+
+
+def _remember(cache: dict, key: tuple, value) -> None:
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = value
+
+
+def _split(parsed: list) -> tuple[tuple[str, ...], list, list[str]]:
+    """Overrides as (config group choices, value overrides, `hydra.*` value overrides)."""
+    groups = {d.name for d in Path(config_dir()).iterdir() if d.is_dir()}
+    key_of = [ov.get_key_element().lstrip("+~") for ov in parsed]
+    chosen = tuple(ov.input_line for ov, key in zip(parsed, key_of)
+                   if key.split("@")[0] in groups or key.startswith("hydra/"))
+    values = [ov for ov, key in zip(parsed, key_of) if ov.input_line not in chosen and not key.startswith("hydra.")]
+    hydra_values = [ov.input_line for ov, key in zip(parsed, key_of) if key.startswith("hydra.")]
+    return chosen, values, hydra_values
 
 
 def plain(cfg: DictConfig | dict) -> dict:
@@ -291,35 +355,31 @@ def plain(cfg: DictConfig | dict) -> dict:
     return OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
 
 
+_BASES: dict[tuple, DictConfig] = {}  # (cwd, group choices) -> composed config without values, this process
+
+
 def compose_many(jobs: list[list[str]]) -> list[DictConfig]:
     """`compose` for every job of a sweep, fast: a 216-run study is checked in seconds, not minutes.
 
     Hydra composes the defaults list (the config groups) at ~0.2 s a time; most jobs of a sweep share
     their group choices and differ only in values. So each distinct set of group overrides is composed
-    once, and each job's value overrides are applied to a copy of it with Hydra's own override step, the
-    one a full composition ends with. `hydra.*` values are left out: no run config contains them.
+    once (and kept for the process), and each job's value overrides are applied to a copy of it with
+    Hydra's own override step, the one a full composition ends with. `hydra.*` values are left out: no
+    run config contains them.
     """
     import copy
 
     from hydra import compose as hydra_compose
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    groups = {d.name for d in Path(config_dir()).iterdir() if d.is_dir()}
-    parser = OverridesParser.create()
-    bases: dict[tuple[str, ...], DictConfig] = {}
     composed = []
     with _hydra_session():
         for job in jobs:
-            parsed = parser.parse_overrides(job)
-            key_of = [ov.get_key_element().lstrip("+~") for ov in parsed]
-            chosen = tuple(ov.input_line for ov, key in zip(parsed, key_of)
-                           if key.split("@")[0] in groups or key.startswith("hydra/"))
-            values = [ov for ov, key in zip(parsed, key_of)
-                      if ov.input_line not in chosen and not key.startswith("hydra.")]
-            if chosen not in bases:
-                bases[chosen] = hydra_compose(PRIMARY_CONFIG, overrides=list(chosen))
-            cfg = copy.deepcopy(bases[chosen])
+            chosen, values, _ = _split(parse_overrides(job))
+            key = (os.getcwd(), chosen)
+            if key not in _BASES:
+                _remember(_BASES, key, hydra_compose(PRIMARY_CONFIG, overrides=list(chosen)))
+            cfg = copy.deepcopy(_BASES[key])
             ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
             composed.append(cfg)
     for cfg in composed:

@@ -232,6 +232,13 @@ def outcome_counts(sweep_plan: SweepPlan, known: Optional[dict] = None) -> dict[
 # ------------------------------------------------------------------------------------------ launchers
 
 
+def runs_elsewhere(launcher_cfg: Any) -> bool:
+    """Whether the launcher trains on other machines (Slurm, Ray on a cluster): then this machine's
+    devices, cores and memory say nothing about the jobs', and the pre-flight leaves them unchecked."""
+    target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""
+    return "Slurm" in target or "AWS" in target
+
+
 def threads_per_job(launcher_cfg: Any, cores: int) -> tuple[Optional[int], Optional[str]]:
     """The torch threads each job of a parallel launcher should use so that jobs × threads ≤ cores,
     and a warning when the launcher itself asks for more parallel jobs than there are cores.
