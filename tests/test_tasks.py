@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from actstudy.config import compose
 from actstudy.tasks import TASKS, Task, TaskConfigError, build_task
 from actstudy.tasks.adding import AddingConfig, make_adding_data
 from actstudy.tasks.copy import CopyConfig
@@ -277,14 +278,15 @@ def test_every_task_has_a_yaml_and_every_yaml_a_task():
 @pytest.mark.parametrize("name", list(SCHEMAS))
 def test_yaml_loads_builds_and_matches_schema_defaults(name):
     path = CONF_TASK_DIR / f"{name}.yaml"
-    cfg = OmegaConf.load(path)
+    cfg = compose([f"task={name}"]).task  # through Hydra: a task file may extend the shared ones in base/
     assert cfg.name == name
     schema_defaults = dataclasses.asdict(SCHEMAS[name]())
     assert OmegaConf.to_container(cfg) == schema_defaults
-    # Every default carries a reason beside it.
-    for line in path.read_text().splitlines():
-        if re.match(r"^\w+:", line):
-            assert "#" in line, f"{path.name}: no reason given for {line!r}"
+    # Every default carries a reason beside it, in the task's file and in the files it extends.
+    for file in (path, *sorted(CONF_TASK_DIR.glob("base/*.yaml"))):
+        for line in file.read_text().splitlines():
+            if re.match(r"^\w+:", line):
+                assert "#" in line, f"{file.name}: no reason given for {line!r}"
     # Hydra hands over a read-only struct config; building must not need to modify it.
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_readonly(cfg, True)

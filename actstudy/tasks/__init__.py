@@ -4,7 +4,8 @@ Every public module in this package is a task: it defines `DESCRIPTION` (one
 line, shown by `actstudy list`), `check(task_cfg)` (validation only) and
 `build(task_cfg, seed) -> Task`, and its
 file name is the task's name. Adding a task therefore means adding one module
-here plus its YAML file in conf/task/; nothing in this file changes.
+here plus its YAML file in conf/task/ (which may extend a shared file in
+conf/task/base/, a folder Hydra does not offer as a task); nothing in this file changes.
 """
 
 from __future__ import annotations

@@ -134,6 +134,17 @@ def real_steps(pred: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -> tu
     return pred[mask.to(pred.device)], y[mask.to(y.device)]
 
 
+def class_prior_baseline(train_y: torch.Tensor, test_y: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """The best input-blind classifier, fitted on the training labels (their frequencies as
+    probabilities, the majority class as the answer) and scored on the test labels."""
+    prior = torch.bincount(train_y, minlength=num_classes).double() / len(train_y)
+    prior_logits = prior.clamp_min(1e-12).log().expand(len(test_y), num_classes)  # (C,) -> (N_test, C)
+    return {
+        "loss": torch.nn.functional.cross_entropy(prior_logits, test_y).item(),
+        "metric": (test_y == prior.argmax()).double().mean().item(),
+    }
+
+
 @dataclass
 class Task:
     """Data, loss, metric and baseline of one task, as the trainer sees it."""
@@ -157,6 +168,32 @@ class Task:
     # Not None: x is int64 (N, T) token ids below vocab_size, embedded into input_size features by the model.
     vocab_size: Optional[int] = None
     notes: list[str] = field(default_factory=list)  # facts inferred from the data, shown to the user
+
+    @classmethod
+    def from_config(cls, config: Any, data_seed: int, *, label: str, input_size: int, output_size: int,
+                    splits: dict[str, tuple[torch.Tensor, torch.Tensor]], baseline: dict[str, float],
+                    loss: tuple[str, Callable], metric: tuple[str, Callable], **optional: Any) -> "Task":
+        """The one way a task module makes its Task: what every task records the same way comes from
+        `config` (the validated config dataclass) — the name, per_step, and the config itself with
+        data_seed resolved; `loss` and `metric` are (name, function) pairs; `optional` sets lengths,
+        vocab_size or notes."""
+        (loss_name, loss_fn), (metric_name, metric_fn) = loss, metric
+        return cls(
+            name=config.name,
+            label=label,
+            input_size=input_size,
+            output_size=output_size,
+            per_step=getattr(config, "per_step", False),  # a key of some tasks, a constant of copy's schema
+            metric_name=metric_name,
+            loss_name=loss_name,
+            splits=splits,
+            baseline=baseline,
+            data_seed=data_seed,
+            config={**dataclasses.asdict(config), "data_seed": data_seed},
+            loss_fn=loss_fn,
+            metric_fn=metric_fn,
+            **optional,
+        )
 
     def split_lengths(self, split: str) -> Optional[torch.Tensor]:
         return self.lengths.get(split)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from actstudy.tasks._base import SPLITS, Task, TaskConfigError, check_shape, int_key, split_rng
+from actstudy.tasks._base import SPLITS, Task, TaskConfigError, check_shape, class_prior_baseline, int_key, split_rng
 
 TARGETS = ("auto", "class", "regression")
 INPUTS = ("features", "tokens")
@@ -40,15 +40,21 @@ def str_key(default: str, valid: str):
 
 @dataclass
 class SequenceDataConfig:
-    """Keys every task over stored sequences accepts."""
+    """Keys every task over stored sequences accepts (conf/task/base/sequence_data.yaml)."""
 
     name: str = ""
-    target: str = str_key("auto", "one of: auto, class, regression")
     standardize: bool = bool_key(True)
     val_fraction: float = fraction_key(0.2)
+    data_seed: Optional[int] = int_key(None, 0, nullable=True, null_means="use the run's seed")
+
+
+@dataclass
+class FileDataConfig(SequenceDataConfig):
+    """Keys a task over the user's own file adds (conf/task/base/file_data.yaml)."""
+
+    target: str = str_key("auto", "one of: auto, class, regression")
     test_fraction: float = fraction_key(0.2)
     per_step: bool = bool_key(False)  # y holds a target for every step instead of one per sequence
-    data_seed: Optional[int] = int_key(None, 0, nullable=True, null_means="use the run's seed")
 
 
 def check_common(config) -> None:
@@ -75,6 +81,20 @@ class RawData:
     tokens: bool = False
     per_step: bool = False  # y: one (T_i,) array of targets per sequence (an object array or a list)
     notes: list[str] = field(default_factory=list)
+
+
+def group_by_split(source: str, xs: list[np.ndarray], y: np.ndarray, split_of: np.ndarray,
+                   no_train: str) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
+    """A loader's sequences and targets grouped by each sequence's split name (train, val or test), in
+    file order within a split; `no_train` says, in the source's terms, why train would be empty."""
+    splits = {}
+    for name in SPLITS:
+        index = np.flatnonzero(split_of == name)
+        if len(index):
+            splits[name] = ([xs[i] for i in index], y[index])
+    if "train" not in splits:
+        raise DataError(f"{source}: the train split is empty ({no_train})")
+    return splits
 
 
 @dataclass
@@ -347,8 +367,7 @@ def every_step(fn, width: int, target: str):
     return flat
 
 
-def make_task(name: str, label: str, data: PreparedData, config, data_seed: int,
-              embedding_size: int = 16) -> Task:
+def make_task(label: str, data: PreparedData, config, data_seed: int) -> Task:
     """Tensors, loss, metric and the input-blind baseline for prepared data."""
     if getattr(config, "standardize", False) and data.vocab_size is None:
         standardize(data)
@@ -365,40 +384,25 @@ def make_task(name: str, label: str, data: PreparedData, config, data_seed: int,
     lengths = {} if same_length else {split: torch.from_numpy(lengths_np[split]).long() for split in SPLITS}
 
     if data.target == "class":
-        count = len(data.classes)
-        prior = torch.bincount(train_y, minlength=count).double() / len(train_y)
-        prior_logits = prior.clamp_min(1e-12).log().expand(len(test_y), count)
-        baseline = {"loss": F.cross_entropy(prior_logits, test_y).item(),
-                    "metric": (test_y == prior.argmax()).double().mean().item()}
-        output_size, metric_name, loss_name = count, "accuracy", "CE"
-        loss_fn, metric_fn = classification_loss, classification_accuracy
+        output_size = len(data.classes)
+        baseline = class_prior_baseline(train_y, test_y, output_size)
+        loss, metric = ("CE", classification_loss), ("accuracy", classification_accuracy)
     else:
         mean = train_y.mean(0, keepdim=True).expand_as(test_y)
         baseline = {"loss": F.mse_loss(mean, test_y).item(), "metric": r2_score(mean, test_y)}
-        output_size, metric_name, loss_name = train_y.shape[1], "r2", "MSE"
-        loss_fn, metric_fn = regression_loss, r2_score
+        output_size = train_y.shape[1]
+        loss, metric = ("MSE", regression_loss), ("r2", r2_score)
 
     if data.per_step:  # every step is one prediction: flatten (N, T, O) and the padded targets alike
-        loss_fn, metric_fn = every_step(loss_fn, output_size, data.target), every_step(metric_fn, output_size, data.target)
+        loss, metric = ((name, every_step(fn, output_size, data.target)) for name, fn in (loss, metric))
     span = f"T={total}" if same_length else f"T={min(int(n.min()) for n in lengths_np.values())}..{total}"
     kind = f"{output_size} classes" if data.target == "class" else f"regression, {output_size} output(s)"
     kind += " at every step" if data.per_step else ""
     features = f"tokens < {data.vocab_size}" if data.vocab_size else f"{data.num_features} features"
-    return Task(
-        name=name,
-        label=f"{label} {span}",
-        input_size=embedding_size if data.vocab_size else data.num_features,
-        output_size=output_size,
-        per_step=data.per_step,
-        metric_name=metric_name,
-        loss_name=loss_name,
-        splits=splits,
-        baseline=baseline,
-        data_seed=data_seed,
-        config={**dataclasses.asdict(config), "data_seed": data_seed},
-        loss_fn=loss_fn,
-        metric_fn=metric_fn,
-        lengths=lengths,
-        vocab_size=data.vocab_size,
+    # Token ids are embedded by the model into embedding_size features (a key of the tasks that read tokens).
+    input_size = config.embedding_size if data.vocab_size else data.num_features
+    return Task.from_config(
+        config, data_seed, label=f"{label} {span}", input_size=input_size, output_size=output_size,
+        splits=splits, baseline=baseline, loss=loss, metric=metric, lengths=lengths, vocab_size=data.vocab_size,
         notes=[f"{data.source}: {features}, {kind}, {span}"] + data.notes,
     )

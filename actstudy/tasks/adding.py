@@ -7,7 +7,6 @@ marked values, predicted once per sequence from the last step.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,18 +86,7 @@ def build(task_cfg, seed: int) -> Task:
     # U1 + U2 is triangular on [0, 2] with its peak at 1, so
     # P(|U1 + U2 - 1| < d) = 1 - (1 - d)^2.
     baseline = {"loss": 1.0 / 6.0, "metric": 1.0 - (1.0 - TOLERANCE) ** 2}
-    return Task(
-        name="adding",
-        label=f"adding T={config.seq_len}",
-        input_size=2,
-        output_size=1,
-        per_step=False,
-        metric_name=f"acc@{TOLERANCE}",
-        loss_name="MSE",
-        splits=splits,
-        baseline=baseline,
-        data_seed=data_seed,
-        config={**dataclasses.asdict(config), "data_seed": data_seed},
-        loss_fn=adding_loss,
-        metric_fn=adding_accuracy,
+    return Task.from_config(
+        config, data_seed, label=f"adding T={config.seq_len}", input_size=2, output_size=1,
+        splits=splits, baseline=baseline, loss=("MSE", adding_loss), metric=(f"acc@{TOLERANCE}", adding_accuracy),
     )

@@ -7,7 +7,6 @@ symbol at every step; T is the delay between seeing a symbol and recalling it.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -102,19 +101,9 @@ def build(task_cfg, seed: int) -> Task:
     # 8 symbols in the 10 recall steps, costing ln(8) each, averaged over T + 20 steps.
     length = config.seq_len + 2 * RECALL_LENGTH
     baseline = {"loss": RECALL_LENGTH * math.log(NUM_SYMBOLS) / length, "metric": 1.0 / NUM_SYMBOLS}
-    return Task(
-        name="copy",
-        label=f"copy T={config.seq_len}",
-        input_size=config.embedding_size if tokens else NUM_CLASSES,
-        output_size=NUM_CLASSES,
-        per_step=True,
-        metric_name="recall_acc",
-        loss_name="CE",
-        splits=splits,
-        baseline=baseline,
-        data_seed=data_seed,
-        config={**dataclasses.asdict(config), "data_seed": data_seed},
-        loss_fn=copy_loss,
-        metric_fn=copy_recall_accuracy,
+    return Task.from_config(
+        config, data_seed, label=f"copy T={config.seq_len}",
+        input_size=config.embedding_size if tokens else NUM_CLASSES, output_size=NUM_CLASSES,
+        splits=splits, baseline=baseline, loss=("CE", copy_loss), metric=("recall_acc", copy_recall_accuracy),
         vocab_size=NUM_CLASSES if tokens else None,
     )

@@ -8,32 +8,22 @@ task=npz: the same data as NPZ and as CSV train identically.
 
 from __future__ import annotations
 
-import functools
-import os
 import warnings
-from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from actstudy.tasks._base import SPLITS, Task, TaskConfigError, resolve_data_seed, validate_config
-from actstudy.tasks._sequences import (
-    DataError,
-    RawData,
-    SequenceDataConfig,
-    check_common,
-    make_task,
-    prepare,
-    str_key,
-)
+from actstudy.tasks._base import SPLITS, Task
+from actstudy.tasks._files import build_file_task, check_file_task
+from actstudy.tasks._sequences import DataError, FileDataConfig, RawData, group_by_split, str_key
 
 DESCRIPTION = "your sequences from a long-format CSV (id, time, features, label): task.path=FILE"
 
 
 @dataclass
-class CsvConfig(SequenceDataConfig):
+class CsvConfig(FileDataConfig):
     name: str = "csv"
     path: Optional[str] = str_key(None, "the path of a .csv file")
     id_column: str = str_key("id", "a column name")
@@ -126,14 +116,7 @@ def read_csv(config: CsvConfig) -> RawData:
         y = np.asarray(labels)  # integers, floats or text, as the column held them
     if not has_split:
         return RawData(source, {"train": (xs, y)}, per_step=config.per_step)
-    split_of = np.array(split_of)
-    splits = {}
-    for name in SPLITS:
-        index = np.flatnonzero(split_of == name)
-        if len(index):
-            splits[name] = ([xs[i] for i in index], y[index])
-    if "train" not in splits:
-        raise DataError(f"{source}: the train split is empty (no sequence has split 'train')")
+    splits = group_by_split(source, xs, y, np.array(split_of), "no sequence has split 'train'")
     return RawData(source, splits, per_step=config.per_step)
 
 
@@ -142,33 +125,9 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-@functools.lru_cache(maxsize=4)
-def _prepared(stamp: tuple, config_items: tuple, data_seed: int):
-    config = CsvConfig(**dict(config_items))
-    return prepare(read_csv(config), config, data_seed)
-
-
-def load(config: CsvConfig, data_seed: int):
-    try:
-        info = os.stat(config.path)
-        stamp = (config.path, info.st_mtime_ns, info.st_size)
-    except OSError:
-        stamp = (config.path,)
-    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in vars(config).items()))
-    prepared = _prepared(stamp, items, data_seed)
-    return deepcopy(prepared)
-
-
 def check(task_cfg) -> CsvConfig:
-    config = validate_config(CsvConfig, task_cfg)
-    check_common(config)
-    if not config.path:
-        raise TaskConfigError("task.path is missing: set task.path=FILE.csv")
-    load(config, config.data_seed or 0)  # a bad file stops the command here, before any run directory
-    return config
+    return check_file_task(CsvConfig, task_cfg, read_csv, ".csv")
 
 
 def build(task_cfg, seed: int) -> Task:
-    config = check(task_cfg)
-    data_seed = resolve_data_seed(config, seed)
-    return make_task("csv", f"csv {Path(config.path).name}", load(config, data_seed), config, data_seed)
+    return build_file_task(check(task_cfg), seed, read_csv)

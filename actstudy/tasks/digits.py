@@ -50,4 +50,4 @@ def check(task_cfg) -> DigitsConfig:
 def build(task_cfg, seed: int) -> Task:
     config = check(task_cfg)
     data = prepare(dataclasses.replace(_digit_splits(), notes=[]), config, SPLIT_SEED)
-    return make_task("digits", "digits", data, config, SPLIT_SEED)
+    return make_task("digits", data, config, SPLIT_SEED)

@@ -7,7 +7,6 @@ arguments (4000 train / 1000 test, seed 42), which reproduces the published set.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import random
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from actstudy.tasks._base import (
     Task,
     TaskConfigError,
     check_shape,
+    class_prior_baseline,
     int_key,
     resolve_data_seed,
     split_rng,
@@ -129,28 +129,10 @@ def build(task_cfg, seed: int) -> Task:
         "test": _as_tensors(arrays["x_test"][:test_count], arrays["y_test"][:test_count]),
     }
 
-    # Baseline: the best input-blind predictor fitted on the training split (its
-    # class frequencies as probabilities, its majority class as the answer),
-    # scored on the test split the run's results are reported on.
-    train_y, test_y = splits["train"][1], splits["test"][1]
-    prior = torch.bincount(train_y, minlength=NUM_CLASSES).double() / len(train_y)
-    prior_logits = prior.clamp_min(1e-12).log().expand(len(test_y), NUM_CLASSES)
-    baseline = {
-        "loss": F.cross_entropy(prior_logits, test_y).item(),
-        "metric": (test_y == prior.argmax()).double().mean().item(),
-    }
-    return Task(
-        name="mnist1d",
-        label=f"mnist1d T={SEQ_LEN}",
-        input_size=1,
-        output_size=NUM_CLASSES,
-        per_step=False,
-        metric_name="accuracy",
-        loss_name="CE",
-        splits=splits,
-        baseline=baseline,
-        data_seed=data_seed,
-        config={**dataclasses.asdict(config), "data_seed": data_seed},
-        loss_fn=classification_loss,
-        metric_fn=classification_accuracy,
+    # Scored on the test split the run's results are reported on.
+    baseline = class_prior_baseline(splits["train"][1], splits["test"][1], NUM_CLASSES)
+    return Task.from_config(
+        config, data_seed, label=f"mnist1d T={SEQ_LEN}", input_size=1, output_size=NUM_CLASSES,
+        splits=splits, baseline=baseline, loss=("CE", classification_loss),
+        metric=("accuracy", classification_accuracy),
     )

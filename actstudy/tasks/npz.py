@@ -12,8 +12,6 @@ Object arrays are stored pickled, so only load files you trust.
 
 from __future__ import annotations
 
-import functools
-import os
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -22,16 +20,9 @@ from typing import Optional
 
 import numpy as np
 
-from actstudy.tasks._base import SPLITS, Task, TaskConfigError, int_key, resolve_data_seed, validate_config
-from actstudy.tasks._sequences import (
-    DataError,
-    RawData,
-    SequenceDataConfig,
-    check_common,
-    make_task,
-    prepare,
-    str_key,
-)
+from actstudy.tasks._base import SPLITS, Task, int_key
+from actstudy.tasks._files import build_file_task, check_file_task
+from actstudy.tasks._sequences import DataError, FileDataConfig, RawData, group_by_split, str_key
 
 DESCRIPTION = "your sequences from an .npz file: task.path=FILE (X, y, optional lengths and split)"
 
@@ -39,7 +30,7 @@ SPLIT_CODES = {"train": "train", "val": "val", "test": "test", 0: "train", 1: "v
 
 
 @dataclass
-class NpzConfig(SequenceDataConfig):
+class NpzConfig(FileDataConfig):
     name: str = "npz"
     path: Optional[str] = str_key(None, "the path of an .npz file")
     input: str = str_key("features", "one of: features, tokens")
@@ -128,13 +119,7 @@ def read_npz(path: str, tokens: bool) -> RawData:
     if None in names:
         bad = split[names.index(None)]
         raise DataError(f"{source}: split value {bad!r} is not valid; use train, val, test (or 0, 1, 2)")
-    names = np.array(names)
-    for name in SPLITS:
-        index = np.flatnonzero(names == name)
-        if len(index):
-            splits[name] = ([xs[i] for i in index], y[index])
-    if "train" not in splits:
-        raise DataError(f"{source}: the train split is empty (no entry of split is 'train')")
+    splits = group_by_split(source, xs, y, np.array(names), "no entry of split is 'train'")
     return RawData(source, splits, tokens=tokens)
 
 
@@ -153,43 +138,14 @@ def _targets_per_step(raw: RawData) -> RawData:
     return RawData(raw.source, splits, tokens=raw.tokens, per_step=True, notes=raw.notes)
 
 
-@functools.lru_cache(maxsize=4)
-def _prepared(path: str, stamp: tuple, config_items: tuple, data_seed: int):
-    """Read and check once per process: the pre-flight check and the build share the work."""
-    config = NpzConfig(**dict(config_items))
-    raw = read_npz(path, config.input == "tokens")
-    if config.per_step:
-        raw = _targets_per_step(raw)
-    return prepare(raw, config, data_seed, config.vocab_size)
-
-
-def _stamp(path: str) -> tuple:
-    try:
-        info = os.stat(path)
-        return (info.st_mtime_ns, info.st_size)
-    except OSError:
-        return ()
-
-
-def load(config: NpzConfig, data_seed: int):
-    from copy import deepcopy
-
-    items = tuple(sorted(vars(config).items()))
-    return deepcopy(_prepared(config.path, _stamp(config.path), items, data_seed))
+def _read(config: NpzConfig) -> RawData:
+    raw = read_npz(config.path, config.input == "tokens")
+    return _targets_per_step(raw) if config.per_step else raw
 
 
 def check(task_cfg) -> NpzConfig:
-    config = validate_config(NpzConfig, task_cfg)
-    check_common(config)
-    if not config.path:
-        raise TaskConfigError("task.path is missing: set task.path=FILE.npz")
-    # Reading is cheap next to training: a bad file stops the command here, before any run directory.
-    load(config, config.data_seed or 0)
-    return config
+    return check_file_task(NpzConfig, task_cfg, _read, ".npz")
 
 
 def build(task_cfg, seed: int) -> Task:
-    config = check(task_cfg)
-    data_seed = resolve_data_seed(config, seed)
-    data = load(config, data_seed)
-    return make_task("npz", f"npz {Path(config.path).name}", data, config, data_seed, config.embedding_size)
+    return build_file_task(check(task_cfg), seed, _read)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
-from actstudy.tasks._base import Task, TaskConfigError, int_key, resolve_data_seed, validate_config
-from actstudy.tasks._sequences import RawData, bool_key, check_common, fraction_key, make_task, prepare, str_key
+from actstudy.tasks._base import Task, TaskConfigError, resolve_data_seed, validate_config
+from actstudy.tasks._sequences import RawData, SequenceDataConfig, check_common, make_task, prepare, str_key
 
 DESCRIPTION = "UCR/UEA classification data shipped by sktime (optional extra): task.dataset=NAME"
 
@@ -25,12 +24,9 @@ EXTRA_HINT = 'task=ucr needs sktime, which is not installed: pip install "actstu
 
 
 @dataclass
-class UcrConfig:
+class UcrConfig(SequenceDataConfig):
     name: str = "ucr"
     dataset: str = str_key("JapaneseVowels", "a data set sktime ships")
-    standardize: bool = bool_key(True)
-    val_fraction: float = fraction_key(0.2)
-    data_seed: Optional[int] = int_key(None, 0, nullable=True, null_means="use the run's seed")
 
 
 def shipped_datasets() -> list[str]:
@@ -76,4 +72,4 @@ def build(task_cfg, seed: int) -> Task:
     data_seed = resolve_data_seed(config, seed)
     raw = _read(config.dataset)
     data = prepare(RawData(raw.source, dict(raw.splits)), config, data_seed)
-    return make_task("ucr", config.dataset, data, config, data_seed)
+    return make_task(config.dataset, data, config, data_seed)
