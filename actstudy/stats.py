@@ -45,6 +45,22 @@ def spread(values) -> Spread:
     return Spread(mean, std, half, n)
 
 
+def mean_of(values) -> float:
+    """The mean of the values that are not NaN (NaN when none are)."""
+    array = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    return float(array.mean()) if array.size else math.nan
+
+
+def mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single seed, NaN for none), NaNs left out."""
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    if values.size == 1:
+        return float(values[0]), 0.0
+    return float(values.mean()), float(values.std(ddof=1))
+
+
 def two_sample_p(a, b, test: str = "welch") -> float:
     """Two-sided p-value for 'a and b come from the same distribution' (NaN when it cannot be computed)."""
     a = np.asarray(a, dtype=float)

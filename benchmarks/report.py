@@ -73,6 +73,7 @@ def main() -> None:
     from rich.console import Console
 
     import actstudy.report as report
+    from actstudy.report.plots import plot_workers
 
     # time each stage by wrapping the stage functions the report calls
     stages: dict[str, float] = {}
@@ -106,7 +107,7 @@ def main() -> None:
         print(f"  {name:18s} {seconds:6.2f} s")
     print(f"  {'other (html, tex)':18s} {total - sum(stages.values()):6.2f} s")
     print(f"CPU time, all processes: {cpu_total:.2f} s (wall time on a busy machine overstates what a quiet one takes; "
-          f"plots are drawn in up to {report._plot_workers(99)} processes)")
+          f"plots are drawn in up to {plot_workers(99)} processes)")
     print("PASS: under 10 s" if total < 10 else "FAIL: 10 s or more")
     if not args.keep:
         shutil.rmtree(root)

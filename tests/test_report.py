@@ -187,7 +187,7 @@ def test_labels_name_the_settings_that_differ_and_ignore_run_only_keys(tmp_path)
     for hidden in (32, 64):
         for seed in (0, 1):
             config = run_config(hidden_size=hidden, seed=seed)
-            config["device"] = "cpu" if seed else "cuda"
+            config["threads"] = 1 + seed  # how a run is executed, not what it computes (rundir.NOT_IDENTITY_KEYS)
             config["quiet"] = bool(seed)
             config["hydra"] = {"job": {"num": seed}}  # never part of a configuration
             write_fake_run(tmp_path / f"h{hidden}_s{seed}", config)

@@ -1,8 +1,9 @@
-"""The report as one self-contained web page (index.html) and as a LaTeX table (summary.tex).
+"""The report as one self-contained web page (index.html).
 
 The page embeds every plot as base64 PNG and carries its own style, so it opens offline by double-click and
-survives being mailed as one file. It reuses the tables of actstudy/report.py, adds the published results
-that apply (actstudy/published.py) and the exact commands and configs that made the runs.
+survives being mailed as one file. It shows the table rows of actstudy/report/text.py, each plot with the
+caption its registry row gives (actstudy/report/plots.py), the published results that apply
+(actstudy/published.py) and the exact commands and configs that made the runs.
 """
 
 from __future__ import annotations
@@ -15,30 +16,21 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from actstudy import rundir
 from actstudy.published import MNIST1D_REFERENCE_LINES, published_for
-from actstudy.report import (
+from actstudy.report.grouping import ConfigGroup, TaskSection
+from actstudy.report.plots import Plot
+from actstudy.report.text import (
     SIGNIFICANT_MARK,
     TABLE_HEADERS,
-    ConfigGroup,
-    TaskSection,
-    _baseline_text,
-    _ci_text,
-    _fmt,
-    _fmt_mean_std,
-    _section_rows,
-    _table_cells,
+    baseline_text,
+    fmt,
+    fmt_mean_std,
+    section_rows,
     statistics_note,
+    table_cells,
 )
 
-PLOT_CAPTIONS = {
-    "legend": "The colour of each configuration, the same in every plot of this section.",
-    "curves": "Learning curves: train (dashed) and validation (solid) loss per epoch; grey line: memoryless baseline.",
-    "gap": "Generalization gap (validation − train loss) per epoch: rising above 0 is overfitting.",
-    "grad_by_step": "‖∂L/∂h_t‖ against t at the last probed epoch (log scale): falling to the left is vanishing.",
-    "grad_heatmap": "log10 ‖∂L/∂h_t‖ over probed epochs × time steps, per configuration (white: the gradient underflowed to 0).",
-    "activations": "Activation statistics on the probe batch over training.",
-    "final": "Final test metric per configuration: seeds as dots, mean ± std, baseline as a dashed line.",
-}
 STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 1.5em auto; max-width: 1300px;
        padding: 0 1em; color: #222; line-height: 1.4; }
@@ -68,23 +60,16 @@ def _image(path: Path) -> str:
     return f'<img alt="{_e(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def _plot_kind(path: Path) -> str:
-    for kind in sorted(PLOT_CAPTIONS, key=len, reverse=True):  # grad_heatmap before grad_by_step before ...
-        if path.stem.startswith(kind + "_"):
-            return kind
-    return ""
-
-
 # The page splits the summary's columns into two tables that fit a screen: what was reached, and why.
 RESULT_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "metric", "test metric",
-                  "95% CI test metric", "vs reference: Δ, p (Holm)", "test loss", "n", "diverged", "failed")
+                  "95% CI test metric", "vs reference: Δ, p (Holm)", "test loss", "n", rundir.DIVERGED, rundir.FAILED)
 MECHANISM_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "gap metric", "gap loss",
                      "overfit onset (epoch, runs)", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "decay/step", "saturated gates",
                      "dead cand.", "mean |c| or |h|", "s/epoch")
 
 
 def _summary_table(rows: pd.DataFrame, columns: tuple[str, ...]) -> str:
-    cells = [_table_cells(row) for _, row in rows.iterrows()]
+    cells = [table_cells(row) for _, row in rows.iterrows()]
     keep = [TABLE_HEADERS.index(c) for c in columns]
     if not any(c[2] for c in cells):
         keep.remove(2)  # no extra settings in this task: no "other" column
@@ -107,9 +92,9 @@ def _published_table(section: TaskSection, rows: pd.DataFrame) -> str:
         row = row.iloc[0]
         for entry, differences in published_for(section.task_name, section.seq_len, group.cell,
                                                 group.runs[0].config):
-            ours = (f"test loss {_fmt_mean_std(row['test_loss_mean'], row['test_loss_std'])} (baseline "
-                    f"{_fmt(row['baseline_loss'])}); test {row['metric']} "
-                    f"{_fmt_mean_std(row['test_metric_mean'], row['test_metric_std'])}, n={row['n_seeds']}")
+            ours = (f"test loss {fmt_mean_std(row['test_loss_mean'], row['test_loss_std'])} (baseline "
+                    f"{fmt(row['baseline_loss'])}); test {row['metric']} "
+                    f"{fmt_mean_std(row['test_metric_mean'], row['test_metric_std'])}, n={row['n_seeds']}")
             setting = "same setting" if not differences else "ours differs: " + "; ".join(differences)
             lines.append(f'<tr><td class="text">{_e(group.config_label)}</td><td class="text wrap">{_e(ours)}</td>'
                          f'<td class="text wrap">{_e(entry.result)}</td><td class="text wrap">{_e(entry.source)}</td>'
@@ -129,7 +114,7 @@ def _sweep_commands(dirs: list[Path]) -> list[str]:
     """The sweeps' own command lines, from Hydra's multirun.yaml at the top of each sweep directory."""
     commands = []
     for top in dirs:
-        for path in sorted(Path(top).glob("**/multirun.yaml"))[:50]:
+        for path in sorted(Path(top).glob(f"**/{rundir.MULTIRUN}"))[:50]:
             try:
                 overrides = yaml.safe_load(path.read_text())["hydra"]["overrides"]["task"]
             except (OSError, yaml.YAMLError, KeyError, TypeError):
@@ -146,13 +131,14 @@ def _group_commands(group: ConfigGroup) -> str:
         words = [o for o in first.overrides if not o.startswith("seed=")]
         command = f"python -m actstudy run {' '.join(words)} seed=<{'|'.join(seeds)}>"
     else:
-        command = f"(no .hydra/overrides.yaml in {first.path}; the config below is complete)"
-    config_text = (first.path / "config.yaml").read_text() if (first.path / "config.yaml").exists() else ""
+        command = f"(no {rundir.overrides_path(first.path)}; the config below is complete)"
+    config_path = first.path / rundir.CONFIG
+    config_text = config_path.read_text() if config_path.exists() else ""
     return (f"<details><summary>{_e(group.label)} — {len(group.runs)} runs</summary>"
             f"<pre>{_e(command)}</pre><pre>{_e(config_text)}</pre></details>")
 
 
-def write_html(path: Path, summary: pd.DataFrame, sections: list[TaskSection], plots: dict[str, list[Path]],
+def write_html(path: Path, summary: pd.DataFrame, sections: list[TaskSection], plots: dict[str, list[Plot]],
                skipped: list[tuple[Path, str]], dirs: list[Path], test: str) -> Path:
     n_runs = sum(len(g.runs) for s in sections for g in s.groups)
     parts = [
@@ -169,23 +155,22 @@ def write_html(path: Path, summary: pd.DataFrame, sections: list[TaskSection], p
     contents = "".join(f"<li><a href='#{_e(s.slug)}'>{_e(s.title)}</a></li>" for s in sections)
     parts.append(f"<ul>{contents}<li><a href='#commands'>commands and configs</a></li></ul>")
     for section in sections:
-        rows = _section_rows(summary, section)
+        rows = section_rows(summary, section)
         parts.append(f"<h2 id='{_e(section.slug)}'>{_e(section.title)}</h2>")
-        parts.append(f"<p>Baseline (memoryless): {_e(_baseline_text(section))}.</p>")
+        parts.append(f"<p>Baseline (memoryless): {_e(baseline_text(section))}.</p>")
         parts.append("<h3>Results</h3>" + _summary_table(rows, RESULT_COLUMNS))
         parts.append("<h3>Overfitting, vanishing, activations, time</h3>" + _summary_table(rows, MECHANISM_COLUMNS))
         parts.append(_published_table(section, rows))
         for plot in plots.get(section.slug, []):
-            caption = PLOT_CAPTIONS.get(_plot_kind(plot), "")
-            parts.append(f"<figure>{_image(plot)}<figcaption>{_e(caption)} Files: {_e(plot.name)}, "
-                         f"{_e(plot.with_suffix('.svg').name)}.</figcaption></figure>")
+            parts.append(f"<figure>{_image(plot.path)}<figcaption>{_e(plot.caption)} Files: {_e(plot.path.name)}, "
+                         f"{_e(plot.path.with_suffix('.svg').name)}.</figcaption></figure>")
     parts.append("<h2 id='commands'>Commands and configs</h2>")
     sweeps = _sweep_commands(dirs)
     if sweeps:
-        parts.append("<p>The sweeps, as started (from each sweep's multirun.yaml):</p>")
+        parts.append(f"<p>The sweeps, as started (from each sweep's {rundir.MULTIRUN}):</p>")
         parts.append("<pre>" + _e("\n".join(sweeps)) + "</pre>")
-    parts.append("<p>Each configuration: the command of its runs (from .hydra/overrides.yaml) and the resolved "
-                 "config of its first run.</p>")
+    parts.append(f"<p>Each configuration: the command of its runs (from {rundir.HYDRA_DIR}/{rundir.OVERRIDES}) and "
+                 "the resolved config of its first run.</p>")
     parts += [_group_commands(g) for s in sections for g in s.groups]
     if skipped:
         parts.append("<h2>Skipped run directories</h2><ul>")
@@ -194,44 +179,3 @@ def write_html(path: Path, summary: pd.DataFrame, sections: list[TaskSection], p
     parts.append("</body></html>")
     path.write_text("\n".join(p for p in parts if p))
     return path
-
-
-# ------------------------------------------------------------------------------------------- LaTeX
-
-
-def _tex(text) -> str:
-    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$",
-                    "−": "-", "—": "--", "‖": r"$\|$", "∂": r"$\partial$", "∞": r"$\infty$"}
-    return "".join(replacements.get(ch, ch) for ch in str(text))
-
-
-def write_latex(path: Path, summary: pd.DataFrame, sections: list[TaskSection], test: str) -> Path:
-    """One booktabs table per task: mean ± std, 95% CI, n, gap, vanishing, and the significance mark."""
-    lines = [f"% written by actstudy report; needs \\usepackage{{booktabs}}. * = differs from the reference "
-             f"(sigmoid/tanh/tanh) at p_Holm < 0.05, {test} test."]
-    for section in sections:
-        rows = _section_rows(summary, section)
-        lines += [
-            r"\begin{table}[t]", r"\centering", r"\small",
-            r"\begin{tabular}{llrrrrr}", r"\toprule",
-            r"model & gate, candidate, output & test " + _tex("/".join(section.metric_names))
-            + r" & 95\% CI & $n$ & gap (loss) & $\log_{10}\|\partial L/\partial h_1\|/\|\partial L/\partial h_T\|$ \\",
-            r"\midrule",
-        ]
-        for _, row in rows.iterrows():
-            mark = r"$^{*}$" if row.get("significant") is True else ""
-            other = f" {row['other']}" if row["other"] else ""
-            lines.append(" & ".join([
-                _tex(row["model"] + other), _tex(f"{row['gate']}, {row['candidate']}, {row['output']}"),
-                _tex(_fmt_mean_std(row["test_metric_mean"], row["test_metric_std"])) + mark,
-                _tex(_ci_text(row)), str(row["n_seeds"]), _tex(_fmt(row["gap_loss"], 3)),
-                _tex(_fmt(row["vanishing_ratio"], 3)),
-            ]) + r" \\")
-        baseline = _baseline_text(section)
-        lines += [r"\bottomrule", r"\end{tabular}",
-                  rf"\caption{{{_tex(section.title)}: mean $\pm$ std over seeds; baseline {_tex(baseline)}.}}",
-                  r"\end{table}", ""]
-    path.write_text("\n".join(lines))
-    return path
-

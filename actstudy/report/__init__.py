@@ -1,0 +1,110 @@
+"""Run directories → summary tables, plots and a web page (`actstudy report`).
+
+The report reads nothing but what training leaves in a run directory, through actstudy/rundir.py. It never
+imports torch, so that reporting on a thousand runs takes seconds rather than waiting for a heavy import.
+Each module does one stage, and this one runs them in order:
+
+    loading   find_run_dirs → load_runs: one RunRecord per run directory
+    grouping  group_runs → build_sections: a ConfigGroup per configuration, a TaskSection per task
+    frames    summary_frame, statistics_frame, comparison_frame → summary.csv
+    plots     write_plots: every kind in the PLOTS registry → PNG and SVG
+    text      write_markdown (summary.md), write_latex (summary.tex), print_tables (the console)
+    html      write_html (index.html)
+
+Runs that differ only in their seed (and in how they were executed: rundir.NOT_IDENTITY_KEYS) form one
+group; the device is part of a configuration. Means and standard deviations are taken over the completed
+runs of a group; diverged and failed runs are counted but contribute no numbers, because a run that stopped
+early has no comparable final state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+
+from actstudy import rundir
+from actstudy.report.frames import comparison_frame, merge_frames, statistics_frame, summary_frame
+from actstudy.report.grouping import ConfigGroup, TaskSection, build_sections, group_runs
+from actstudy.report.html import write_html
+from actstudy.report.loading import REPORT_DIR_NAME, RunRecord, find_run_dirs, load_run, load_runs
+from actstudy.report.plots import PLOTS, Plot, write_plots
+from actstudy.report.text import print_tables, write_latex, write_markdown
+from actstudy.stats import TESTS
+
+__all__ = [
+    "PLOTS", "ConfigGroup", "Plot", "ReportError", "ReportResult", "RunRecord", "TaskSection", "build_sections",
+    "comparison_frame", "find_run_dirs", "group_runs", "load_run", "load_runs", "print_tables",
+    "statistics_frame", "summary_frame", "write_markdown", "write_plots", "write_report",
+]
+
+
+class ReportError(ValueError):
+    """The report cannot be made at all; the message is one line for the user."""
+
+
+@dataclass
+class ReportResult:
+    out_dir: Path
+    files: list[Path]  # every file written, tables first
+    summary: pd.DataFrame  # one row per configuration group (summary.csv)
+    sections: list[TaskSection]
+    skipped: list[tuple[Path, str]]  # unreadable run directories and why
+
+    @property
+    def groups(self) -> list[ConfigGroup]:
+        return [g for s in self.sections for g in s.groups]
+
+
+def write_report(dirs: list[Path], out: Path | None, console: Console, test: str = "welch") -> ReportResult:
+    """Report every run directory below `dirs` into `out` (default: the first dir's `report/` folder).
+
+    Raises ReportError when a dir does not exist or no readable run is found; an unreadable run directory
+    only costs a one-line warning.
+    """
+    dirs = [Path(d) for d in dirs]
+    if test not in TESTS:
+        raise ReportError(f"--test {test!r} is not valid; choose one of: {', '.join(TESTS)}")
+    if not dirs:
+        raise ReportError("no directory given to report on")
+    for directory in dirs:
+        if not directory.exists():
+            raise ReportError(f"{directory}: no such directory")
+        if not directory.is_dir():
+            raise ReportError(f"{directory}: not a directory (give a run or sweep directory)")
+    run_dirs = find_run_dirs(dirs)
+    where = ", ".join(str(d) for d in dirs)
+    if not run_dirs:
+        raise ReportError(f"no run directories ({rundir.SUMMARY}, or {rundir.CONFIG} with {rundir.METRICS}) "
+                          f"below {where}")
+
+    runs, skipped = load_runs(run_dirs)
+    for path, why in skipped:
+        # soft_wrap keeps each warning on one line however long the path is.
+        console.print(f"[yellow]warning:[/yellow] skipping {escape(str(path))}: {escape(why)}", soft_wrap=True)
+    if not runs:
+        raise ReportError(f"none of the {len(run_dirs)} run directories below {where} could be read")
+
+    sections = build_sections(group_runs(runs))
+    summary = merge_frames(summary_frame(sections), statistics_frame(sections), comparison_frame(sections, test))
+
+    out_dir = Path(out) if out is not None else dirs[0] / REPORT_DIR_NAME
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "summary.csv"
+    summary.to_csv(csv_path, index=False)
+    plots = write_plots(sections, out_dir)
+    md_path = out_dir / "summary.md"
+    write_markdown(md_path, summary, sections, plots, skipped, test)
+    tex_path = write_latex(out_dir / "summary.tex", summary, sections, test)
+    html_path = write_html(out_dir / "index.html", summary, sections, plots, skipped, dirs, test)
+
+    print_tables(console, summary, sections)
+    plot_files = [plot.path for written in plots.values() for plot in written]
+    files = [csv_path, md_path, tex_path, html_path] + plot_files + [p.with_suffix(".svg") for p in plot_files]
+    skipped_note = f", {len(skipped)} run directories skipped" if skipped else ""
+    console.print(f"{len(runs)} runs in {len(summary)} configurations{skipped_note}; {len(files)} files written",
+                  soft_wrap=True)
+    return ReportResult(out_dir=out_dir, files=files, summary=summary, sections=sections, skipped=skipped)

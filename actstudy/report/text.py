@@ -1,0 +1,288 @@
+"""Tables as text: summary.md (markdown), the console (rich) and summary.tex (LaTeX).
+
+One row of a table is the same list of cells everywhere (`table_cells`), so the markdown page, the console,
+the HTML page (actstudy/report/html.py) and the paper's table show the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from actstudy import rundir
+from actstudy.report.grouping import TaskSection
+from actstudy.slots import DEFAULT_ACTIVATIONS
+from actstudy.stats import ALPHA, TESTS
+
+if TYPE_CHECKING:
+    from actstudy.report.plots import Plot
+
+
+def fmt(value: float, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if math.isinf(value):
+        return "−∞" if value < 0 else "∞"
+    return f"{value:.{digits}g}"
+
+
+def fmt_mean_std(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "—"
+    return f"{fmt(mean)} ± {fmt(std, 2)}"
+
+
+def baseline_text(section: TaskSection) -> str:
+    parts = []
+    for loss, metric in section.baselines():
+        metric_names = "/".join(section.metric_names)
+        parts.append(f"loss {fmt(loss)}, {metric_names} {fmt(metric)}")
+    return "; ".join(parts) if parts else "not recorded"
+
+
+# A table row as text, shared by the markdown file and the console so that both show the same thing.
+TABLE_HEADERS = [
+    "model", "activations (gate,candidate,output)", "other", "metric", "test metric", "test loss",
+    "n", rundir.DIVERGED, rundir.FAILED, "gap metric", "gap loss", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "s/epoch",
+    "95% CI test metric", "vs reference: Δ, p (Holm)", "overfit onset (epoch, runs)", "decay/step",
+    "saturated gates", "dead cand.", "mean |c| or |h|",
+]
+SIGNIFICANT_MARK = "*"  # beside a test metric that differs from its reference after Holm correction
+
+
+def ci_text(row: pd.Series) -> str:
+    mean, half = row.get("test_metric_mean", math.nan), row.get("test_metric_ci95", math.nan)
+    if mean is None or half is None or math.isnan(mean) or math.isnan(half):
+        return "—"
+    return f"[{fmt(mean - half, 3)}, {fmt(mean + half, 3)}]"
+
+
+def comparison_text(row: pd.Series) -> str:
+    if not row.get("test"):
+        return "reference" if row.get("label") and is_reference_row(row) else "—"
+    if math.isnan(row["diff_vs_reference"]):
+        return "no completed runs to compare"
+    mark = SIGNIFICANT_MARK if row.get("significant") else ""
+    return f"{fmt(row['diff_vs_reference'], 2)}, p={fmt(row['p_holm'], 2)}{mark}"
+
+
+def is_reference_row(row: pd.Series) -> bool:
+    return (row["gate"], row["candidate"], row["output"]) == tuple(DEFAULT_ACTIVATIONS.values())
+
+
+def onset_text(row: pd.Series) -> str:
+    runs = row.get("overfit_runs", 0)
+    if not runs or (isinstance(runs, float) and math.isnan(runs)):
+        return "none"
+    return f"{fmt(row['onset_epoch_mean'], 3)} ({int(runs)}/{row['n_seeds']})"
+
+
+def state_text(row: pd.Series) -> str:
+    cell_state, hidden = row.get("mean_abs_cell_state", math.nan), row.get("mean_abs_hidden_state", math.nan)
+    if cell_state is not None and not math.isnan(cell_state):
+        return f"|c| {fmt(cell_state, 3)}"
+    if hidden is not None and not math.isnan(hidden):
+        return f"|h| {fmt(hidden, 3)}"
+    return "—"
+
+
+def table_cells(row: pd.Series) -> list[str]:
+    mark = f" {SIGNIFICANT_MARK}" if row.get("significant") is True else ""
+    return [
+        str(row["model"]),
+        f"{row['gate']},{row['candidate']},{row['output']}",
+        str(row["other"]),
+        str(row["metric"]),
+        fmt_mean_std(row["test_metric_mean"], row["test_metric_std"]) + mark,
+        fmt_mean_std(row["test_loss_mean"], row["test_loss_std"]),
+        str(row["n_seeds"]) + (f" (+{row[rundir.RUNNING]} running)" if row[rundir.RUNNING] else ""),
+        str(row[rundir.DIVERGED]),
+        str(row[rundir.FAILED]),
+        fmt(row["gap_metric"], 3),
+        fmt(row["gap_loss"], 3),
+        fmt(row["vanishing_ratio"], 3),
+        fmt(row["seconds_per_epoch"], 3),
+        ci_text(row),
+        comparison_text(row),
+        onset_text(row),
+        fmt(row.get("decay_per_step_mean", math.nan), 3),
+        fmt(row.get("gate_saturated_fraction", math.nan), 2),
+        fmt(row.get("candidate_dead_fraction", math.nan), 2),
+        state_text(row),
+    ]
+
+
+def section_rows(summary: pd.DataFrame, section: TaskSection) -> pd.DataFrame:
+    labels = {g.label for g in section.groups}
+    return summary[summary["label"].isin(labels)]
+
+
+def statistics_note(test: str) -> str:
+    """What the statistics columns mean; shared by summary.md and index.html."""
+    return (
+        "95% CI: t interval of the mean test metric over seeds. vs reference: mean test metric minus that of "
+        f"the same configuration with sigmoid gates and tanh candidate and output; two-sided {TESTS[test]}, "
+        f"p-values Holm-corrected within each task and cell; {SIGNIFICANT_MARK} marks p_Holm < {ALPHA}. "
+        "Overfit onset: epoch of lowest validation loss where validation loss then rose (>1%) while training "
+        "loss kept falling (mean over the seeds where it happened). decay/step: slope of log10 ‖∂L/∂h_t‖ "
+        "against t in decades per step (positive: the gradient shrinks going back in time). Saturated gates: "
+        "fraction of gate outputs < 0.01 or > 0.99; dead cand.: fraction of candidate units that are 0 on the "
+        "whole probe batch; mean |c| is the LSTM cell state, |h| the hidden state of cells without one "
+        "(all on the probe batch at the last probe)."
+        + (" With 3 seeds a side, Mann–Whitney U cannot reach p < 0.05 (smallest p = 0.1)." if test == "mannwhitney"
+           else "")
+    )
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+
+
+def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection],
+                   plots: dict[str, list[Plot]], skipped: list[tuple[Path, str]], test: str = "welch") -> None:
+    lines = [
+        "# actstudy report",
+        "",
+        "Test metric and loss are taken at each run's best validation epoch; mean ± sample standard "
+        "deviation (ddof=1) over the completed seeds (n). Diverged and failed runs are counted, not averaged. "
+        "Gaps are at the last epoch (gap metric = train − val, gap loss = val − train). "
+        f"log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖ is read from {rundir.GRAD_BY_STEP} at the last probed epoch "
+        "(strongly negative: gradients vanish going back in time).",
+        "",
+        statistics_note(test),
+        "",
+    ]
+    for section in sections:
+        rows = section_rows(summary, section)
+        headers = list(TABLE_HEADERS)
+        cells = [table_cells(row) for _, row in rows.iterrows()]
+        if not any(c[2] for c in cells):  # no extra settings in this task: drop the empty column
+            headers.pop(2)
+            cells = [c[:2] + c[3:] for c in cells]
+        lines += [f"## {section.title} — baseline: {baseline_text(section)}", ""]
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "|".join("---" for _ in headers) + "|")
+        for row_cells in cells:
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row_cells) + " |")
+        lines.append("")
+        for plot in plots.get(section.slug, []):
+            lines.append(f"![{plot.path.stem}]({plot.path.name})")
+        lines.append("")
+    if skipped:
+        lines += ["## Skipped run directories", ""]
+        lines += [f"- `{path}`: {why}" for path, why in skipped]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------------------------- console
+
+# The console has less room than a markdown page: the same columns under shorter names, and the metric's
+# name moves into the header when a task has only one.
+CONSOLE_HEADERS = [
+    "model", "gate,cand,out", "other", "metric", "test metric", "test loss",
+    "n", "div", "fail", "gap metric", "gap loss", "log10 g₁/g_T", "s/epoch",
+    "95% CI", "vs ref Δ, p", "onset", "decay/step", "sat", "dead", "|state|",
+]
+# The console shows the core columns only: a terminal has no room for all of them (summary.md has all).
+CONSOLE_KEEP = 15
+TEXT_COLUMNS = ("model", "gate,cand,out", "other", "metric")
+
+
+def print_tables(console: Console, summary: pd.DataFrame, sections: list[TaskSection]) -> None:
+    for section in sections:
+        rows = section_rows(summary, section)
+        headers = list(CONSOLE_HEADERS)
+        cells = [table_cells(row) for _, row in rows.iterrows()]
+        dropped = []
+        if not any(c[headers.index("other")] for c in cells):
+            dropped.append(headers.index("other"))
+        if len(section.metric_names) == 1:
+            metric = section.metric_names[0]
+            headers[headers.index("test metric")] = f"test {metric}"
+            dropped.append(headers.index("metric"))
+        dropped += [headers.index("95% CI"), *range(CONSOLE_KEEP, len(headers))]  # summary.md has them all
+        headers = [h for i, h in enumerate(headers) if i not in dropped]
+        cells = [[c for i, c in enumerate(row) if i not in dropped] for row in cells]
+        table = console_table(section, headers, cells)
+        # A narrow terminal folds every cell into a column of fragments: drop columns from the right (the
+        # least read first) until each value fits on its line; summary.md and index.html keep them all.
+        while len(headers) > MIN_CONSOLE_COLUMNS and natural_width(console, console_table(section, headers, cells, caption=False)) > console.width:
+            headers, cells = headers[:-1], [row[:-1] for row in cells]
+            table = console_table(section, headers, cells)
+        console.print(table)
+
+
+MIN_CONSOLE_COLUMNS = 6  # model, slots, test metric, test loss, n, div
+
+
+def natural_width(console: Console, table: Table) -> int:
+    """Characters the table needs with no cell folded (measured as if the terminal were unbounded)."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update(max_width=100_000), table).maximum
+
+
+def console_table(section: "TaskSection", headers: list[str], cells: list[list[str]], caption: bool = True) -> Table:
+    table = Table(title=escape(f"{section.title} — baseline: {baseline_text(section)}") if caption else None,
+                  title_justify="left",
+                  caption=None if not caption else "mean ± std over completed seeds; gaps at the last epoch (metric: train − val, "
+                          "loss: val − train); g_t = ‖∂L/∂h_t‖ at the last probed epoch; more columns in "
+                          "summary.md and index.html",
+                  caption_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True,
+                  show_edge=False, pad_edge=False)  # every column counts on a terminal
+    for header in headers:
+        is_text = header in TEXT_COLUMNS
+        # fold rather than cut: a narrow terminal must not hide part of a number or a label
+        table.add_column(escape(header), justify="left" if is_text else "right", overflow="fold",
+                         no_wrap=header == "model")
+    for row_cells in cells:
+        table.add_row(*(escape(c) for c in row_cells))
+    return table
+
+
+# ------------------------------------------------------------------------------------------- LaTeX
+
+
+def tex(text) -> str:
+    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$",
+                    "−": "-", "—": "--", "‖": r"$\|$", "∂": r"$\partial$", "∞": r"$\infty$"}
+    return "".join(replacements.get(ch, ch) for ch in str(text))
+
+
+def write_latex(path: Path, summary: pd.DataFrame, sections: list[TaskSection], test: str) -> Path:
+    """One booktabs table per task: mean ± std, 95% CI, n, gap, vanishing, and the significance mark."""
+    lines = [f"% written by actstudy report; needs \\usepackage{{booktabs}}. * = differs from the reference "
+             f"(sigmoid/tanh/tanh) at p_Holm < 0.05, {test} test."]
+    for section in sections:
+        rows = section_rows(summary, section)
+        lines += [
+            r"\begin{table}[t]", r"\centering", r"\small",
+            r"\begin{tabular}{llrrrrr}", r"\toprule",
+            r"model & gate, candidate, output & test " + tex("/".join(section.metric_names))
+            + r" & 95\% CI & $n$ & gap (loss) & $\log_{10}\|\partial L/\partial h_1\|/\|\partial L/\partial h_T\|$ \\",
+            r"\midrule",
+        ]
+        for _, row in rows.iterrows():
+            mark = r"$^{*}$" if row.get("significant") is True else ""
+            other = f" {row['other']}" if row["other"] else ""
+            lines.append(" & ".join([
+                tex(row["model"] + other), tex(f"{row['gate']}, {row['candidate']}, {row['output']}"),
+                tex(fmt_mean_std(row["test_metric_mean"], row["test_metric_std"])) + mark,
+                tex(ci_text(row)), str(row["n_seeds"]), tex(fmt(row["gap_loss"], 3)),
+                tex(fmt(row["vanishing_ratio"], 3)),
+            ]) + r" \\")
+        baseline = baseline_text(section)
+        lines += [r"\bottomrule", r"\end{tabular}",
+                  rf"\caption{{{tex(section.title)}: mean $\pm$ std over seeds; baseline {tex(baseline)}.}}",
+                  r"\end{table}", ""]
+    path.write_text("\n".join(lines))
+    return path
+
