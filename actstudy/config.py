@@ -115,6 +115,12 @@ MAX_SEED = 2**64 - 1  # torch.manual_seed and torch.Generator.manual_seed take a
 def resolved(cfg: DictConfig) -> dict:
     """The run's config with every interpolation resolved; one that cannot resolve is a ConfigError."""
     try:
+        if isinstance(cfg, DictConfig):  # resolved where the schema's types apply, so ${...} is type-checked
+            for key in cfg:
+                if key != "hydra":
+                    node = cfg[key]
+                    if OmegaConf.is_config(node):
+                        OmegaConf.to_container(node, resolve=True)
         return plain(cfg)
     except Exception as err:  # OmegaConf raises several types; the user needs one line naming the key
         raise ConfigError(one_line(err)) from None
@@ -165,6 +171,8 @@ def check_buildable(cfg: DictConfig, here: bool = True) -> None:
     try:
         task = check_task_config(cfg.task)
         check_readout(cfg.model.readout, getattr(task, "per_step", False), f"task={cfg.task.name}")
+        if here:  # before building even on the meta device, whose size arithmetic overflows on huge models
+            check_memory(cfg, _least_parameters(cfg.model), getattr(task, "seq_len", None))
         with torch.device("meta"):  # shapes only: no memory is allocated, however large the model
             stack = build_stack(cfg.model, input_size=1)
     except ConfigError:
@@ -173,6 +181,12 @@ def check_buildable(cfg: DictConfig, here: bool = True) -> None:
         raise ConfigError(str(err).splitlines()[0]) from None
     if here:
         check_memory(cfg, sum(p.numel() for p in stack.parameters()), getattr(task, "seq_len", None))
+
+
+def _least_parameters(m: DictConfig) -> int:
+    """A lower bound on a stack's parameters: every layer's recurrent weights (gates x H x H per direction)."""
+    gates = {"lstm": 4, "gru": 3}.get(m.cell, 1)
+    return gates * m.hidden_size * m.hidden_size * m.num_layers * (2 if m.bidirectional else 1)
 
 
 def check_memory(cfg: DictConfig, stack_params: int, seq_len: Any) -> None:
@@ -294,7 +308,7 @@ def _hydra_session():
         GlobalHydra.instance().clear()
 
 
-_COMPOSED: dict[tuple, DictConfig] = {}  # (cwd, overrides) -> config with its hydra node, this process
+_COMPOSED: dict[tuple, DictConfig] = {}  # overrides -> config with its hydra node, this process
 
 
 def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
@@ -310,7 +324,7 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
 
     if not with_hydra:
         return compose_many([overrides])[0]
-    key = (os.getcwd(), tuple(overrides))
+    key = tuple(overrides)  # hydra.runtime (cwd, output dir) is Hydra's to fill in when a run starts
     if key not in _COMPOSED:
         with _hydra_session():
             cfg = hydra_compose(PRIMARY_CONFIG, overrides=list(overrides), return_hydra_config=True)
@@ -355,7 +369,7 @@ def plain(cfg: DictConfig | dict) -> dict:
     return OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
 
 
-_BASES: dict[tuple, DictConfig] = {}  # (cwd, group choices) -> composed config without values, this process
+_BASES: dict[tuple, DictConfig] = {}  # group choices -> composed config without values, this process
 
 
 def compose_many(jobs: list[list[str]]) -> list[DictConfig]:
@@ -376,7 +390,7 @@ def compose_many(jobs: list[list[str]]) -> list[DictConfig]:
     with _hydra_session():
         for job in jobs:
             chosen, values, _ = _split(parse_overrides(job))
-            key = (os.getcwd(), chosen)
+            key = chosen  # without the hydra node, nothing in it depends on the working directory
             if key not in _BASES:
                 _remember(_BASES, key, hydra_compose(PRIMARY_CONFIG, overrides=list(chosen)))
             cfg = copy.deepcopy(_BASES[key])
