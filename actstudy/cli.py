@@ -7,6 +7,7 @@ gives users every standard Hydra override, launchers and sweep directories inclu
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -87,17 +88,20 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def check_output_dir(key: str, value: Optional[str]) -> None:
-    """A directory to write into must be a directory, or makeable: not empty, not a file, not below one."""
+def check_output_dir(key: str, value: Optional[str], writable: bool = True) -> None:
+    """A directory to write into must be a directory, or makeable: not empty, not a file, not below one,
+    and (`writable`, for a command that will write) on a filesystem that lets us write."""
     if value is None or not str(value).strip():
         fail(f"{key} is empty; give a directory to write into")
     path = Path(value)
     if path.exists() and not path.is_dir():
         fail(f"{key}={value} is a file, not a directory; give a directory")
-    for above in path.absolute().parents:
+    for above in [path.absolute(), *path.absolute().parents]:
         if above.exists():
             if not above.is_dir():
                 fail(f"{key}={value} cannot be made: {above} is a file")
+            if writable and not os.access(above, os.W_OK | os.X_OK):  # a read-only filesystem says no even to root
+                fail(f"{key}={value}: {above} is not writable; give a directory you can write to")
             break
 
 
@@ -221,7 +225,7 @@ def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
         fail(str(err))
 
 
-def _plan_sweep(overrides: list[str], quiet: bool):
+def _plan_sweep(overrides: list[str], quiet: bool, dry_run: bool = False):
     """Compose and check every job; decide the sweep directory and each run's directory and state;
     split the cores between a parallel launcher's jobs. Returns the plan and the overrides for Hydra."""
     from actstudy.sweeps import default_sweep_dir, plan, runs_elsewhere, threads_per_job
@@ -239,7 +243,7 @@ def _plan_sweep(overrides: list[str], quiet: bool):
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
         overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study, tuple(study_axes))}"]
-    check_output_dir("hydra.sweep.dir", _dir_value(overrides, "hydra.sweep.dir"))
+    check_output_dir("hydra.sweep.dir", _dir_value(overrides, "hydra.sweep.dir"), writable=not dry_run)
     threads, warning = threads_per_job(hydra_cfg.get("launcher"), usable_cores())
     if warning:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -349,7 +353,7 @@ def sweep(
     overrides = list(overrides or [])
     if any(o.startswith("hydra/sweeper=") and not o.endswith("=basic") for o in overrides):
         return _tune(overrides, quiet, dry_run)
-    sweep_plan, overrides = _plan_sweep(overrides, quiet)
+    sweep_plan, overrides = _plan_sweep(overrides, quiet, dry_run)
     sweep_dir, runs = sweep_plan.sweep_dir, sweep_plan.runs
     done = sweep_plan.count(*FINISHED)
     resumable = sweep_plan.count("interrupted", FAILED)
@@ -416,7 +420,7 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
         overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study)}"]
-    check_output_dir("hydra.sweep.dir", _dir_value(overrides, "hydra.sweep.dir"))
+    check_output_dir("hydra.sweep.dir", _dir_value(overrides, "hydra.sweep.dir"), writable=not dry_run)
     sweep_dir = Path(_dir_value(overrides, "hydra.sweep.dir"))
     console.print(f"tuning into {sweep_dir} (the sweeper chooses the trials)", highlight=False)
     if dry_run:
@@ -448,6 +452,10 @@ def report(
         result = write_report(list(dirs), out, console, test)
     except ReportError as err:
         fail(str(err))
+    except OSError as err:  # a fault, not bad input: the previous report (if any) is left as it was
+        err_console.print(f"[bold red]report not written:[/] {_escape(' '.join(str(err).split()))}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     console.print(f"report written to {result.out_dir}", highlight=False)
 
 

@@ -467,3 +467,34 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(tmp_path, monk
     monkeypatch.setattr(actstudy.train, "_train", train)
     result = invoke("run", *TINY, f"hydra.run.dir={run_dir}", "-q")
     assert result.exit_code == 0 and "completed" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_real_filesystem_that_fills_up(tmp_path):
+    """A 2 MiB tmpfs (root only) nearly full: runs fail one by one with one line each, nothing half-done
+    stays, and once space is freed the same command completes every run."""
+    import subprocess
+    import sys
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * (2048 - 100) * 1024)  # about 100 KiB left: enough for a run or two
+        args = [sys.executable, "-m", "actstudy", "sweep", *TINY, "seed=range(6)", f"hydra.sweep.dir={disk / 's'}"]
+        first = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert first.returncode == 1, first.stdout + first.stderr
+        assert "Traceback" not in first.stdout + first.stderr
+        failed = [line for line in first.stderr.splitlines() if line.startswith("failed:")]
+        assert failed and all("No space left on device" in line for line in failed)
+        assert not list(disk.rglob("*.tmp"))
+        statuses = [json.loads(p.read_text())["status"] for p in disk.glob("s/*/summary.json")]
+        assert "running" not in statuses and len(failed) + statuses.count("completed") == 6
+        filler.unlink()
+        again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert [json.loads(p.read_text())["status"] for p in disk.glob("s/*/summary.json")] == ["completed"] * 6
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
