@@ -153,6 +153,11 @@ def check_finite(tree: Any, where: str = "") -> None:
             check_finite(value, f"{where}[{index}]")
     elif isinstance(tree, float) and not math.isfinite(tree):
         raise ConfigError(f"{where}={tree} is not a finite number; give a finite value")
+    elif isinstance(tree, int) and not isinstance(tree, bool) and abs(tree) > MAX_INT and where != "seed":
+        raise ConfigError(f"{where}={tree} is too large: torch takes integers up to 2**63-1")
+
+
+MAX_INT = 2**63 - 1  # torch's int64: a size or count beyond it overflows where torch reads it
 
 
 def check_buildable(cfg: DictConfig, here: bool = True) -> None:
@@ -210,11 +215,14 @@ def check_memory(cfg: DictConfig, stack_params: int, seq_len: Any) -> None:
     steps = seq_len if isinstance(seq_len, int) and seq_len > 0 else 1
     directions = 2 if m.bidirectional else 1
     per_step = cfg.train.batch_size * m.num_layers * directions * (gates + 2) * m.hidden_size
-    need = 4 * (5 * stack_params + steps * per_step)  # float32 bytes
+    sizes = [cfg.task.get(f"{split}_size") for split in ("train", "val", "test")]
+    sequences = sum(n for n in sizes if isinstance(n, int) and n > 0)  # generated tasks: at least one float a step
+    need = 4 * (5 * stack_params + steps * per_step + sequences * steps)  # float32 bytes
     if need > free:
-        raise ConfigError(f"model.hidden_size={m.hidden_size} with model.num_layers={m.num_layers} and "
-                          f"train.batch_size={cfg.train.batch_size} needs at least {_gib(need)} of memory; "
-                          f"{_gib(free)} is available here: choose a smaller model or batch")
+        raise ConfigError(f"model.hidden_size={m.hidden_size} with model.num_layers={m.num_layers}, "
+                          f"train.batch_size={cfg.train.batch_size} and {sequences or 'the'} sequences needs at "
+                          f"least {_gib(need)} of memory; {_gib(free)} is available here: choose a smaller "
+                          "model, batch or data set")
 
 
 def _gib(n: float) -> str:

@@ -78,7 +78,8 @@ CONFIG = [  # (override, a word the one line must hold)
     ("model.hiden_size=8", "hiden_size"), ("+model.extra=1", "model.extra"), ("+extra=1", "extra"),
     ("+optim.beta=0.9", "optim.beta"), ("+task.extra=1", "extra"), ("task.seq_len=-5", "seq_len"),
     ("task.seq_len=abc", "seq_len"), ("seed=${oc.env:ACTSTUDY_SURELY_UNSET}", "ACTSTUDY_SURELY_UNSET"),
-    ("task.seq_len=${nokey}", "nokey"), ("model.hidden_size=${oc.env:HOME}", "hidden_size"),
+    ("train.eval_batch_size=99999999999999999999", "too large"), ("train.probe_size=9223372036854775808", "too large"),
+    ("task.train_size=100000000000", "GiB"), ("task.seq_len=${nokey}", "nokey"), ("model.hidden_size=${oc.env:HOME}", "hidden_size"),
 ]
 CASES += [(f"run {o}", ["run", o]) for o, _ in CONFIG]
 
