@@ -18,8 +18,8 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from actstudy.config import PRIMARY_CONFIG, ConfigError, check_buildable, compose, config_dir, expand_overrides
-from actstudy.config import compose_many, hydra_settings, one_line as config_one_line
-from actstudy.rundir import COMPLETED, ERROR, FAILED, RUNNING
+from actstudy.config import compose_many, hydra_settings, one_line as config_one_line, plain
+from actstudy.rundir import COMPLETED, ERROR, FAILED, LOG, RUNNING
 
 INTERRUPTED = "interrupted: run the same command to resume"
 # Click's exception classes, from whichever Click this Typer uses (recent Typers carry their own copy).
@@ -270,23 +270,42 @@ def _fmt(value, digits: int = 4) -> str:
 def run(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (same as quiet=true)."),
+    force: bool = typer.Option(False, "--force", help="Train again even when this configuration's run is "
+                               "finished; the old run directory is kept beside it as <name>.old-<n>."),
+    continue_: bool = typer.Option(False, "--continue", help="With a raised train.epochs: train on from the "
+                                   "final weights of the completed run with fewer epochs (same folder), as a "
+                                   "new run that records its parent."),
 ) -> None:
-    """Train one experiment and write its run directory (config, metrics.csv, grad_by_step.csv, summary.json).
+    """Train one experiment and write its run directory (config, metrics.csv, grad_by_step.csv, summary.json, model.pt, last.pt).
 
-    With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores.
+    With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores. A run's identity is its resolved config plus a content hash of each data file it reads: the same command again shows the finished result; after the data changes it trains a new run.
     """
-    from actstudy.rundir import FINISHED, LOCKED, read_summary, run_state
+    from actstudy.rundir import FINISHED, LOCKED, claim, continuable_parent, read_summary, retire, run_state
     from actstudy.sweeps import run_dir_name, run_id
 
     overrides = list(overrides or [])
     jobs, _ = _expand(overrides)
     if len(jobs) > 1:
         fail(f"these overrides mean {len(jobs)} runs; use `actstudy sweep` for a sweep: {' '.join(overrides)}")
+    if force and continue_:
+        fail("--force and --continue exclude each other: --continue trains on from a finished run, --force from scratch")
     try:
         cfg = compose(jobs[0])
     except ConfigError as err:
         fail(str(err))
-    if not any(o.startswith("hydra.run.dir=") for o in overrides):
+    given_dir = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("hydra.run.dir=")), None)
+    if continue_:
+        if any(o.startswith("continue_from=") for o in overrides):
+            fail("give either --continue or continue_from=DIR, not both")
+        folder = Path(given_dir).parent if given_dir else Path("outputs/runs")
+        parent = continuable_parent(plain(cfg), folder)
+        if parent is None:
+            fail(f"--continue: no completed run of this configuration with fewer than train.epochs="
+                 f"{cfg.train.epochs} epochs in {folder}/; raise train.epochs above a finished run's, or drop --continue")
+        jobs[0] = [*jobs[0], f"continue_from={parent}"]
+        overrides = [*overrides, f"continue_from={parent}"]
+        cfg = compose(jobs[0])
+    if given_dir is None:
         overrides = [*overrides, f"hydra.run.dir=outputs/runs/{run_dir_name(cfg)}"]
     _, overrides = _preflight(overrides, quiet, "hydra.run.dir")
     check_output_dir("hydra.run.dir", _dir_value(overrides, "hydra.run.dir"))
@@ -299,12 +318,25 @@ def run(
                           "wait for it to end (or stop it), then run the same command", highlight=False,
                           soft_wrap=True)
         raise typer.Exit(1)
+    if state in FINISHED and force:
+        lock = claim(run_dir)
+        if lock is None:
+            fail(f"{run_dir} is being trained by another process; --force waits for nothing: try again later")
+        with lock:
+            kept = retire(run_dir)
+        console.print(f"--force: the finished run is kept as {kept}; training it again", highlight=False)
+        state = "new"
     if state in FINISHED:  # the same command again: nothing to train, show what it gave
-        console.print(f"already done (run id {run_id(cfg)}); not trained again", highlight=False)
+        console.print(f"already done (run id {run_id(cfg)}); not trained again (--force trains it again)",
+                      highlight=False)
         summary = read_summary(run_dir)
     else:
         if state == "interrupted":
             console.print(f"resuming the interrupted run in {run_dir}", highlight=False)
+        if continue_:
+            console.print(f"continuing {parent} to train.epochs={cfg.train.epochs}", highlight=False)
+        # said before training, so a second terminal can `tail -f` the log while it trains
+        console.print(f"run directory: {run_dir}  (log: {run_dir / LOG})", highlight=False, soft_wrap=True)
         _launch(overrides, multirun=False)
         if not _results:
             raise typer.Exit(1)
@@ -341,13 +373,16 @@ def sweep(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + "; comma lists and range() sweep",
                                                     show_default=False),
     quiet: bool = typer.Option(True, "--quiet/--progress", help="Hide (default) or show each run's progress bar."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the runs this sweep means and which are already done."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the runs this sweep means, which are already done, and the estimated wall time."),
+    force: bool = typer.Option(False, "--force", help="Train finished runs again too; each old run directory "
+                               "is kept beside it as <name>.old-<n> (the report skips those)."),
 ) -> None:
     """Run a Hydra multirun: every combination of the comma-separated values, one run directory each.
 
     Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
     """
     from actstudy.rundir import FINISHED, read_summary
+    from actstudy.cost import describe
     from actstudy.sweeps import SweepWatcher, outcome_counts
 
     overrides = list(overrides or [])
@@ -355,15 +390,20 @@ def sweep(
         return _tune(overrides, quiet, dry_run)
     sweep_plan, overrides = _plan_sweep(overrides, quiet, dry_run)
     sweep_dir, runs = sweep_plan.sweep_dir, sweep_plan.runs
+    if force and not dry_run:
+        _retire_finished(sweep_plan)
     done = sweep_plan.count(*FINISHED)
     resumable = sweep_plan.count("interrupted", FAILED)
     console.print(f"{len(runs)} runs into {sweep_dir}: {done} already done, {resumable} to resume or retry, "
-                  f"{len(runs) - done - resumable} new", highlight=False, soft_wrap=True)
+                  f"{len(runs) - done - resumable} new; estimated wall time {describe(sweep_plan.estimated_seconds())}"
+                  " (one run at a time)", highlight=False, soft_wrap=True)
     if dry_run:
         shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+        scale = sweep_plan.calibration().scale
         for i, r in enumerate(runs):  # the overrides every job shares are left out: the rest tell them apart
             varying = " ".join(o for o in r.overrides if o not in shared)
-            console.print(f"  #{i} ({r.state}) {r.run_dir.name}: {varying}", highlight=False, soft_wrap=True)
+            console.print(f"  #{i} ({r.state}) {r.run_dir.name}: {varying}  ~{describe(scale * r.estimate)}",
+                          highlight=False, soft_wrap=True)
         return
     _results.clear()  # this sweep's runs only (in-process callers may invoke several commands)
     if sweep_plan.to_train:
@@ -400,6 +440,21 @@ def sweep(
         raise typer.Exit(1)
 
 
+def _retire_finished(sweep_plan) -> None:
+    """--force: set each finished run of the plan aside as <name>.old-<n>, so that the sweep trains it anew."""
+    from actstudy.rundir import FINISHED, claim, retire
+
+    for r in sweep_plan.runs:
+        if r.state in FINISHED:
+            lock = claim(r.run_dir)
+            if lock is None:
+                fail(f"{r.run_dir} is being trained by another process; --force waits for nothing: try again later")
+            with lock:
+                retire(r.run_dir)
+            r.state = "new"
+    console.print("--force: finished runs are kept as <name>.old-<n> and trained again", highlight=False)
+
+
 def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     """An optimizing sweeper (hydra/sweeper=optuna) picks its trials as it goes: check the fixed part of
     the config, pin the sweep directory, let Hydra run it. Trials are ordinary runs (skipped when a
@@ -433,7 +488,8 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     console.print(f"best values: {sweep_dir / 'optimization_results.yaml'}", highlight=False)
 
 
-@app.command(epilog="Example:  actstudy report outputs/sweeps/2026-11-22_10-00-00 --out paper/figures")
+@app.command(epilog="Examples:  actstudy report outputs/sweeps/activation_grid-1a2b3c4d  ·  "
+             "actstudy report outputs/runs --out paper/figures  (the sweep directory is the one `actstudy sweep` printed)")
 def report(
     dirs: List[Path] = typer.Argument(..., help="Run or sweep directories; every run below them is read."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default: FIRST_DIR/report)."),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import importlib.util
 import itertools
 import math
 import os
@@ -32,6 +33,10 @@ def config_dir() -> str:
     return str(importlib.resources.files("actstudy.conf"))
 
 PRIMARY_CONFIG = "config"  # conf/config.yaml, the config every run starts from
+
+
+# logger=NAME → None, or (a module it needs, the extra of this package that installs it)
+LOGGERS = {"none": None, "tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
 
 
 class ConfigError(ValueError):
@@ -107,6 +112,22 @@ def validate(cfg: DictConfig, here: bool = True) -> None:
                               f"choose 1 to {cores}, or threads=null for all of them")
     if not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed={cfg.seed} is out of range: must be from 0 to 2**64-1 (torch's seed range)")
+    _choice("logger", cfg.logger, list(LOGGERS))
+    extra = LOGGERS[cfg.logger]
+    if extra and importlib.util.find_spec(extra[0]) is None:
+        raise ConfigError(f"logger={cfg.logger} needs an optional extra that is not installed; "
+                          f"install it with: pip install 'actstudy[{extra[1]}]'")
+    if cfg.continue_from is not None:
+        _check_parent(cfg.continue_from)
+
+
+def _check_parent(path: str) -> None:
+    from actstudy import rundir
+
+    summary = rundir.read_summary(Path(path))
+    if not summary or summary.get("status") != rundir.COMPLETED or not (Path(path) / rundir.LAST).is_file():
+        raise ConfigError(f"continue_from={path} is not a completed run directory with its {rundir.LAST}; "
+                          "give one, or use `actstudy run --continue`, which finds it")
 
 
 MAX_SEED = 2**64 - 1  # torch.manual_seed and torch.Generator.manual_seed take at most an unsigned 64-bit seed
@@ -235,7 +256,7 @@ def _gib(n: float) -> str:
 def one_line(err: BaseException) -> str:
     """Turn a Hydra / OmegaConf composition error into one line naming the bad value and the choices."""
     from hydra.errors import MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     seen = err
     while seen is not None:
@@ -244,6 +265,8 @@ def one_line(err: BaseException) -> str:
             return f"unknown {group or 'config'} {name!r}; choose one of: {', '.join(sorted(seen.options))}"
         if isinstance(seen, OmegaConfBaseException) and getattr(seen, "full_key", None):
             reason = str(seen).splitlines()[0]
+            if isinstance(seen, (ConfigAttributeError, ConfigKeyError)):
+                return f"{seen.full_key}: {reason}{did_you_mean(seen.full_key)}"
             return f"{seen.full_key}: {reason}"
         seen = seen.__cause__ or seen.__context__
     text = " ".join(str(err).split())
@@ -283,11 +306,75 @@ def sweep_values(ov) -> list[str]:
     return values
 
 
+def valid_keys() -> dict[str, Any]:
+    """Every dotted key a run config can set, with its default: the schema's (actstudy/schema.py) and each
+    task's (conf/task/*.yaml)."""
+    import dataclasses
+
+    import yaml
+
+    keys: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            elif f.name != "task":
+                keys[f"{prefix}{f.name}"] = value
+
+    walk(Config(), "")
+    for path in sorted(Path(config_dir(), "task").glob("**/*.yaml")):  # base/: keys tasks share
+        for key, value in (yaml.safe_load(path.read_text()) or {}).items():
+            if key != "defaults":
+                keys.setdefault(f"task.{key}", value)
+    return keys
+
+
+def did_you_mean(bad_key: str) -> str:
+    """'; did you mean train.epochs?' for a key that is not in the config, or '' when nothing is close.
+
+    Nearest by the whole dotted key (a typo: model.hiden_size) and by its last part alone (the right name
+    in the wrong place: epochs, lr)."""
+    import difflib
+
+    keys = list(valid_keys())
+    leaf = bad_key.rsplit(".", 1)[-1]
+    leaves: dict[str, list[str]] = {}
+    for key in keys:
+        leaves.setdefault(key.rsplit(".", 1)[-1], []).append(key)
+    found = [k for k in keys if k.rsplit(".", 1)[-1] == leaf and k != bad_key]
+    if len(leaf) >= 4:  # the start of a name: hidden → model.hidden_size
+        found += [k for k in keys if k.rsplit(".", 1)[-1].startswith(leaf) and k != bad_key]
+    found += difflib.get_close_matches(bad_key, keys, n=3, cutoff=0.8)
+    for near in difflib.get_close_matches(leaf, list(leaves), n=2, cutoff=0.75):
+        found += leaves[near]
+    prefix = bad_key.rsplit(".", 1)[0] + "." if "." in bad_key else ""
+    found = sorted(dict.fromkeys(found), key=lambda k: (not k.startswith(prefix), found.index(k)))[:3]
+    return f"; did you mean {' or '.join(found)}?" if found else ""
+
+
+def _refuse_list_option(ov, groups: set[str]) -> None:
+    """`model=[lstm,gru]` would make Hydra merge the two options into one config: refuse it and say how
+    to sweep. Also a list given for a key that holds one value (`seed=[0,1]`)."""
+    value = ov.value() if not ov.is_sweep_override() else None
+    if not isinstance(value, list):
+        return
+    key = ov.get_key_element().lstrip("+~")
+    scalar = isinstance(valid_keys().get(key), (bool, int, float, str))  # a null default may take a list
+    if key in groups or scalar:
+        items = ",".join(str(v) for v in value)
+        what = "a group option" if key in groups else "a single value"
+        raise ConfigError(f"{ov.input_line}: {key} takes {what}, not a list; use {key}={items} to sweep")
+
+
 def expand_overrides(overrides: list[str]) -> Iterator[list[str]]:
     """Yield one plain override list per job of a Hydra multirun (comma lists, range(), choice())."""
     parsed = parse_overrides(overrides)
+    groups = {d.name for d in Path(config_dir()).iterdir() if d.is_dir()}
     axes = []
     for ov in parsed:
+        _refuse_list_option(ov, groups)
         if ov.is_sweep_override():
             key = ov.get_key_element()
             axes.append([f"{key}={v}" for v in sweep_values(ov)])

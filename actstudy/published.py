@@ -7,6 +7,7 @@ one where our run differs, so a reader sees whether the comparison is like for l
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,3 +85,31 @@ def published_for(task: str, seq_len: Any, cell: str, config: dict[str, Any]) ->
 def _default(key: str) -> Any:
     # older runs have no init key: their recurrence used the default initialisation
     return {"model.init": "default", "model.bidirectional": False, "model.readout": "last"}.get(key)
+
+
+def nearest_published(task: str, seq_len: Any, cell: str, config: dict[str, Any]) -> str | None:
+    """For a configuration no published result applies to: one line naming the nearest published settings
+    of the same task and what differs, or saying the task has none; None when some result applies."""
+    if published_for(task, seq_len, cell, config):
+        return None
+    scored = []
+    for entry in PUBLISHED:
+        if entry.task != task:
+            continue
+        differences = []
+        if entry.seq_lens is not None and seq_len not in entry.seq_lens:
+            differences.append(f"T={seq_len} (published {', '.join(str(t) for t in entry.seq_lens)})")
+        if entry.cell != cell:
+            differences.append(f"cell {cell} (published {entry.cell})")
+        differences += [f"{k}={config.get(k, _default(k))} (published {v})"
+                        for k, v in entry.identity.items() if not _same(config.get(k, _default(k)), v)]
+        scored.append((len(differences), entry, differences))
+    if not scored:
+        return f"No published result for task {task}."
+    fewest = min(n for n, _, _ in scored)
+    nearest = [(entry, differences) for n, entry, differences in scored if n == fewest]
+    entry, differences = nearest[0]
+    also = f" (and {len(nearest) - 1} more as near)" if len(nearest) > 1 else ""
+    authors = re.match(r".*?\d{4}", entry.source)
+    return (f"No published result matches; nearest: {authors[0] if authors else entry.source}, {entry.cell} "
+            f"({entry.result}){also}; ours differs in {'; '.join(differences)}.")

@@ -13,11 +13,18 @@ fast to start.
               summary.json           status and results (STATUSES)
               actstudy.log           the run's log (Hydra's job log: `hydra.job.name` in conf/config.yaml)
               error.txt              the traceback of a failed run
-              checkpoint.pt          while training: the state after the last finished epoch
+              model.pt               the weights of the best-validation epoch: a state dict (torch.load(...,
+                                     weights_only=True)), the weights the test numbers were measured with
+              last.pt                the state after the last epoch (final weights under "model", optimizer,
+                                     RNGs, rows so far): what `actstudy run --continue` trains on from
+              checkpoint.pt          while training: the state after the last finished epoch (becomes last.pt)
               checkpoint.pt.unusable a checkpoint that loaded but could not be restored (the run restarted)
               .lock                  held (flock) while a process trains the run
               .hydra/overrides.yaml  Hydra's record of the command line that made the run
+              tensorboard/           event files, with logger=tensorboard
     <sweep dir>/multirun.yaml        Hydra's record of the sweep as started
+    <name>.old-<n>/                  a finished run that `--force` retrained, kept as it was (never read by the
+                                     report or by bookkeeping)
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ SUMMARY = "summary.json"
 LOG = "actstudy.log"
 ERROR = "error.txt"
 CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+LAST = "last.pt"
+TENSORBOARD = "tensorboard"
 UNUSABLE_CHECKPOINT = "checkpoint.pt.unusable"  # a checkpoint that loaded but could not be restored, set aside
 LOCK = ".lock"
 HYDRA_DIR = ".hydra"
@@ -63,18 +73,38 @@ FINISHED = (COMPLETED, DIVERGED)  # a result: the next invocation skips it
 
 # ------------------------------------------------------------------------------------------- identity
 
-# Keys that say how a run is executed, not what it computes: `quiet` only hides a progress bar, and
+# Keys that say how a run is executed, not what it computes: `quiet` only hides a progress bar, `logger`
+# only copies the numbers to TensorBoard or MLflow, and
 # `threads` only splits the same arithmetic over more cores (a parallel launcher sets it per job, so a run
 # started sequentially can be finished by a joblib sweep). `device` is part of the identity: CPU and GPU
 # kernels give other numbers, so their runs are different experiments, in a sweep and in the report.
-NOT_IDENTITY_KEYS = ("quiet", "threads")
+NOT_IDENTITY_KEYS = ("quiet", "threads", "logger")
 # What the report pools over: runs that differ only in these keys are repetitions of one configuration.
 REPETITION_KEYS = ("seed",)
 
 
+# Task keys that name a file the run reads (task=npz, task=csv): the file's content is part of the
+# identity, so overwriting the data and running the same command again trains a new run.
+DATA_PATH_KEYS = ("path",)
+# The config key of a run continued from a finished one (`actstudy run --continue`): a directory, which in
+# the identity is replaced by that run's own id, so moving the parent does not change its child's id.
+CONTINUE_KEY = "continue_from"
+
+
 def identity_tree(config: dict) -> dict:
-    """The part of a resolved config (plain containers) that identifies the run."""
-    return {k: v for k, v in config.items() if k != "hydra" and k not in NOT_IDENTITY_KEYS}
+    """The part of a resolved config (plain containers) that identifies the run: every key but those in
+    NOT_IDENTITY_KEYS, plus a content hash of each data file it reads (`data_sha256`), and the parent's
+    run id in place of `continue_from`."""
+    tree = {k: v for k, v in config.items() if k != "hydra" and k not in NOT_IDENTITY_KEYS}
+    digests = data_digests(config)
+    if digests:  # absent for generated tasks, so their run ids do not depend on this feature
+        tree["data_sha256"] = digests
+    if tree.get(CONTINUE_KEY):
+        parent = read_summary(Path(tree[CONTINUE_KEY])) or {}
+        tree[CONTINUE_KEY] = parent.get("run_id") or str(tree[CONTINUE_KEY])
+    else:  # a fresh run: no key, so run ids made before --continue existed stay the same
+        tree.pop(CONTINUE_KEY, None)
+    return tree
 
 
 def run_id(config: dict) -> str:
@@ -86,6 +116,49 @@ def run_id(config: dict) -> str:
 def run_dir_name(config: dict) -> str:
     """`<task>-<cell>-s<seed>-<run id>`: readable in a listing, unique by the hash."""
     return f"{config['task']['name']}-{config['model']['cell']}-s{config['seed']}-{run_id(config)}"
+
+
+# ------------------------------------------------------------------------------------------ data files
+
+_digests: dict[tuple, Optional[str]] = {}
+
+
+def file_digest(path: str | Path) -> Optional[str]:
+    """The SHA-256 of a file's content (hex), or None when it cannot be read (the task reports that).
+
+    Read in 1 MiB blocks (about 1 s per GB) and remembered for the life of the process, keyed by the file's
+    real path, size and modification time: a sweep of hundreds of runs over one file reads it once per
+    process (once per worker under a parallel launcher), and a file rewritten in place (new mtime) is read
+    again. The hash is of the bytes, so touching a file without changing it keeps the run id."""
+    try:
+        real = Path(path).expanduser().resolve()
+        info = real.stat()
+    except OSError:
+        return None
+    key = (str(real), info.st_size, info.st_mtime_ns)
+    if key not in _digests:
+        digest = hashlib.sha256()
+        try:
+            with open(real, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            _digests[key] = digest.hexdigest()
+        except OSError:
+            _digests[key] = None
+    return _digests[key]
+
+
+def data_digests(config: dict) -> dict[str, str]:
+    """{"task.path": sha256} for each data file the run's config names (DATA_PATH_KEYS) that exists."""
+    task = config.get("task")
+    found = {}
+    for key in DATA_PATH_KEYS:
+        value = task.get(key) if isinstance(task, dict) else None
+        if isinstance(value, str) and value:
+            digest = file_digest(value)
+            if digest is not None:
+                found[f"task.{key}"] = digest
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -275,6 +348,52 @@ def is_locked(run_dir: Path) -> bool:
     finally:
         os.close(fd)  # closing drops the lock if we took it
     return False
+
+
+def continuable_parent(config: dict, folder: Path) -> Optional[Path]:
+    """The completed run in `folder` that `config` can continue (`actstudy run --continue`): the same
+    identity but for fewer `train.epochs`, trained on the same data (its summary's `data_sha256`), with its
+    LAST file kept. The one with the most epochs when there are several; None when there is none."""
+    import yaml
+
+    def comparable(tree: dict) -> str:
+        tree = {k: v for k, v in tree.items() if k != CONTINUE_KEY}
+        tree["train"] = {k: v for k, v in (tree.get("train") or {}).items() if k != "epochs"}
+        return json.dumps(tree, sort_keys=True, default=str)
+
+    want, epochs = comparable(identity_tree(config)), config["train"]["epochs"]
+    found: list[tuple[int, Path]] = []
+    for candidate in sorted(folder.iterdir()) if folder.is_dir() else ():
+        summary = read_summary(candidate) if candidate.is_dir() and not is_retired(candidate) else None
+        if not summary or summary.get("status") != COMPLETED or not (candidate / LAST).is_file():
+            continue
+        try:
+            their = yaml.safe_load((candidate / CONFIG).read_text())
+            their_epochs = int(their["train"]["epochs"])
+        except Exception:  # an unreadable or foreign config is simply not a parent
+            continue
+        tree = {k: v for k, v in their.items() if k != "hydra" and k not in NOT_IDENTITY_KEYS}
+        if summary.get("data_sha256"):
+            tree["data_sha256"] = summary["data_sha256"]
+        if their_epochs < epochs and comparable(tree) == want:
+            found.append((their_epochs, candidate))
+    return max(found)[1] if found else None
+
+
+def is_retired(path: Path) -> bool:
+    """A run directory that `--force` set aside (`<name>.old-<n>`)."""
+    name, _, n = Path(path).name.rpartition(".old-")
+    return bool(name) and n.isdigit()
+
+
+def retire(run_dir: Path) -> Path:
+    """Rename a finished run's directory to `<name>.old-<n>` (the first n free) and return the new path, so
+    that `--force` trains the configuration again without losing the earlier result."""
+    n = 1
+    while (target := run_dir.with_name(f"{run_dir.name}.old-{n}")).exists():
+        n += 1
+    os.rename(run_dir, target)
+    return target
 
 
 def claim(run_dir: Path):

@@ -70,6 +70,8 @@ class Config:
     device: str = "auto"  # auto: cuda when available, else cpu
     threads: Optional[int] = None  # torch threads; null = every core this process may use
     quiet: bool = False  # true: no progress bar (sweeps, CI)
+    logger: str = "none"  # none | tensorboard | mlflow: live curves in a tool researchers use (optional extras)
+    continue_from: Optional[str] = None  # a completed run's directory to train on from (set by run --continue)
 
 
 MODEL_DEFAULTS = ModelConfig()  # what build_stack gives a key a caller's config leaves out

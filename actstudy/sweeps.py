@@ -19,7 +19,8 @@ from typing import Any, Callable, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from actstudy import rundir
-from actstudy.config import plain
+from actstudy.config import ConfigError, plain
+from actstudy.cost import Calibration, describe, estimate_seconds, impl_of
 from actstudy.rundir import FINISHED, NOT_IDENTITY_KEYS
 
 RESOLVER = "actstudy_run_dir"
@@ -123,6 +124,7 @@ class PlannedRun:
     run_dir: Path
     run_id: str
     state: str  # as run_state gives it, before the sweep starts
+    estimate: float = 0.0  # cost.estimate_seconds: the run's wall time by the built-in constants
 
 
 @dataclass
@@ -137,6 +139,16 @@ class SweepPlan:
     def to_train(self) -> list[PlannedRun]:
         return [r for r in self.runs if r.state not in FINISHED]
 
+    def calibration(self) -> Calibration:
+        """Measured against estimated seconds of this sweep's runs that finished before."""
+        finished = [(r.estimate, (rundir.read_summary(r.run_dir) or {}).get("wall_seconds"))
+                    for r in self.runs if r.state in FINISHED]
+        return Calibration(finished)
+
+    def estimated_seconds(self) -> float:
+        """The wall time of the runs left to train, if trained one after another."""
+        return self.calibration().scale * sum(r.estimate for r in self.to_train)
+
 
 def plan(jobs: list[tuple[list[str], DictConfig]], sweep_dir: Path) -> SweepPlan:
     """Where each job's run lives and what state it is in now."""
@@ -149,7 +161,8 @@ def plan(jobs: list[tuple[list[str], DictConfig]], sweep_dir: Path) -> SweepPlan
         seen.add(name)
         rid = run_id(cfg)
         run_dir = sweep_dir / name
-        result.runs.append(PlannedRun(overrides, run_dir, rid, rundir.run_state(run_dir, rid)))
+        estimate = estimate_seconds(plain(cfg), impl_of(cfg.model))
+        result.runs.append(PlannedRun(overrides, run_dir, rid, rundir.run_state(run_dir, rid), estimate))
     return result
 
 
@@ -159,12 +172,18 @@ def plan(jobs: list[tuple[list[str], DictConfig]], sweep_dir: Path) -> SweepPlan
 class SweepWatcher:
     """Prints an overall progress line (runs done / total, ETA) whenever another run of the sweep ends.
 
-    It reads the runs' summary.json files, so it sees runs finish whatever launcher trains them.
+    It reads the runs' summary.json files, so it sees runs finish whatever launcher trains them. The ETA is
+    the estimated cost of the runs left (cost.estimate_seconds: bigger, longer configurations cost more),
+    scaled by the wall time per estimated second the sweep has shown so far — which also accounts for a
+    parallel launcher training several runs at once.
     """
 
     def __init__(self, sweep_plan: SweepPlan, emit: Callable[[str], None], every: float = 1.0):
         self.plan, self.emit, self.every = sweep_plan, emit, every
         self.pending = {r.run_id: r.run_dir for r in sweep_plan.to_train}
+        self.estimates = {r.run_id: r.estimate for r in sweep_plan.to_train}
+        self.prior = sweep_plan.calibration().scale
+        self.ended_estimate = 0.0
         self.total = len(sweep_plan.runs)
         self.done = self.total - len(self.pending)
         self.ended = 0
@@ -192,23 +211,17 @@ class SweepWatcher:
             return
         for rid in ended:
             del self.pending[rid]
+            self.ended_estimate += self.estimates[rid]
         self.ended += len(ended)
         self.done += len(ended)
         elapsed = time.time() - self.started
-        left = len(self.pending)
-        eta = f"ETA {_duration(elapsed / self.ended * left)}" if left else "all runs ended"
-        self.emit(f"sweep progress: {self.done}/{self.total} runs done, {_duration(elapsed)} elapsed, {eta}")
+        eta = f"ETA {describe(self.eta(elapsed))}" if self.pending else "all runs ended"
+        self.emit(f"sweep progress: {self.done}/{self.total} runs done, {describe(elapsed)} elapsed, {eta}")
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    def eta(self, elapsed: float) -> float:
+        """Seconds left: the pending runs' estimates at the wall time per estimated second seen so far."""
+        scale = elapsed / self.ended_estimate if self.ended_estimate > 0 else self.prior
+        return scale * sum(self.estimates[rid] for rid in self.pending)
 
 
 def outcome_counts(sweep_plan: SweepPlan, known: Optional[dict] = None) -> dict[str, int]:

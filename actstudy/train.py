@@ -11,6 +11,7 @@ import errno
 import logging
 import math
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from actstudy import rundir
 from actstudy.config import plain
+from actstudy.loggers import NoLogger, open_logger
 from actstudy.model import SequenceModel, count_parameters
 from actstudy.optimizers import build_optimizer
 from actstudy.probe import activation_stats, grad_norm_by_step, vanishing_ratio
@@ -36,6 +38,10 @@ class Diverged(Exception):
 
 class UnusableCheckpoint(Exception):
     """A checkpoint of this run that loads but cannot be restored (another shape, missing state)."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(why)
+        self.path = path
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -56,11 +62,17 @@ def evaluate(model, task, x: torch.Tensor, y: torch.Tensor, batch_size: int, dev
 
 
 class Progress:
-    """A rich progress bar (epoch, loss, metric, ETA), or nothing when quiet."""
+    """A rich progress bar (epoch, loss, metric, ETA) on a terminal; without one (`actstudy run > log`, a
+    batch job), one plain line per epoch, at most one every PLAIN_EVERY seconds (the first and last epochs
+    always); nothing when quiet."""
+
+    PLAIN_EVERY = 30.0  # seconds: a log stays readable for runs with many short epochs
 
     def __init__(self, quiet: bool, epochs: int, title: str):
         self.bar = None
-        if quiet:
+        self.plain = not quiet and not sys.stdout.isatty()
+        self.epochs, self.title, self.last_line = epochs, title, -math.inf
+        if quiet or self.plain:
             return
         from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
@@ -76,6 +88,11 @@ class Progress:
     def update(self, epoch: int, stats: str) -> None:
         if self.bar:
             self.bar.update(self.task, completed=epoch, stats=stats)
+        elif self.plain:
+            now = time.monotonic()
+            if epoch in (1, self.epochs) or now - self.last_line >= self.PLAIN_EVERY:
+                print(f"{self.title}: epoch {epoch}/{self.epochs}  {stats}", flush=True)
+                self.last_line = now
 
     def close(self) -> None:
         if self.bar:
@@ -108,17 +125,21 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
     if done is not None:
         return {**done, "skipped": True}
     started = time.time()
+    logger = NoLogger()
     try:
         # the summary first: once it exists, a failure (a full disk) can always be recorded over it
         write_json(run_dir / rundir.SUMMARY, {"status": rundir.RUNNING, "run_id": rid, "run_dir": str(run_dir)})
         rundir.write_text(run_dir / rundir.CONFIG, OmegaConf.to_yaml(OmegaConf.create(plain(cfg))))
+        logger = open_logger(cfg.logger, run_dir, plain(cfg))
         try:
-            summary = _train(cfg, run_dir, rid, started)
+            summary = _train(cfg, run_dir, rid, started, logger)
         except UnusableCheckpoint as why:  # retrying would fail the same way: set it aside and start afresh, once
+            if why.path != run_dir / CHECKPOINT:  # another run's state (continue_from): not ours to move
+                raise RuntimeError(f"{why.path} cannot be used: {why}") from None
             (run_dir / CHECKPOINT).replace(run_dir / rundir.UNUSABLE_CHECKPOINT)
             log.warning("%s cannot be used (%s); moved to %s, training from scratch",
                         CHECKPOINT, why, rundir.UNUSABLE_CHECKPOINT)
-            summary = _train(cfg, run_dir, rid, started)
+            summary = _train(cfg, run_dir, rid, started, logger)
     except Exception as err:  # a sweep must go on: record the failure where the report will find it
         rundir.remove_temporary_files(run_dir)  # e.g. the half-written file of a full disk
         try:
@@ -133,8 +154,14 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
     summary["run_id"] = rid
     if not rundir.write_summary_anyhow(run_dir, summary):
         log.error("the summary of run %s could not be written", rid)
-    if summary["status"] in FINISHED:
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # the result is final; a failed run keeps its own
+    if summary["status"] in FINISHED and (run_dir / CHECKPOINT).exists():
+        # the result is final: the last state is kept as LAST (final weights, for --continue and analysis);
+        # a failed run keeps its checkpoint to resume from
+        (run_dir / CHECKPOINT).replace(run_dir / rundir.LAST)
+    try:
+        logger.finish(summary)
+    except Exception as err:  # the run's own files are complete: a logger's trouble costs only its copy
+        log.warning("logger=%s could not record the end of the run: %s", cfg.logger, err)
     return summary
 
 
@@ -164,10 +191,12 @@ def save_checkpoint(run_dir: Path, state: dict, model, optimizer, order: torch.G
     rundir.replace_atomically(run_dir / CHECKPOINT, write)
 
 
-def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Generator) -> dict | None:
-    """Restore model, optimizer and RNGs from run_dir's checkpoint of this configuration; return the rest
-    of its state (epoch, metrics, grad_rows, stat_rows, best, seconds), or None to start from scratch."""
-    path = run_dir / CHECKPOINT
+def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Generator,
+                    name: str = CHECKPOINT) -> dict | None:
+    """Restore model, optimizer and RNGs from run_dir's checkpoint of this configuration (or, with
+    name=rundir.LAST, a finished run's last state); return the rest of its state (epoch, metrics,
+    grad_rows, stat_rows, best, seconds), or None to start from scratch."""
+    path = run_dir / name
     if not path.exists():
         return None
     try:
@@ -176,7 +205,7 @@ def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Gene
         log.warning("checkpoint %s unreadable (%s); starting from scratch", path, err)
         return None
     if not isinstance(payload, dict):
-        raise UnusableCheckpoint(f"it holds a {type(payload).__name__}, not a checkpoint")
+        raise UnusableCheckpoint(path, f"it holds a {type(payload).__name__}, not a checkpoint")
     if payload.get("run_id") != rid:
         log.warning("checkpoint %s belongs to run %s, not %s; starting from scratch", path, payload.get("run_id"), rid)
         return None
@@ -190,7 +219,7 @@ def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Gene
         torch.set_rng_state(payload.pop("torch_rng"))
         order.set_state(payload.pop("order_rng"))
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
-        raise UnusableCheckpoint(" ".join(f"{type(err).__name__}: {err}".split())[:200]) from None
+        raise UnusableCheckpoint(path, " ".join(f"{type(err).__name__}: {err}".split())[:200]) from None
     log.info("resumed from the checkpoint after epoch %d", payload["epoch"])
     return payload
 
@@ -208,7 +237,7 @@ def _check_checkpoint_rows(payload: dict) -> None:
         raise ValueError("its best epoch is incomplete")
 
 
-def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoLogger) -> dict:
     threads = prepare_torch(cfg.threads, cfg.seed)
     device = pick_device(cfg.device)
     data_seed = cfg.task.get("data_seed")
@@ -243,12 +272,18 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
         profile = grad_norm_by_step(model, task, probe_x, probe_y, device, probe_len)
         grad_rows.extend({"epoch": epoch, "t": t + 1, "grad_norm": g} for t, g in enumerate(profile))
         write_csv(run_dir / rundir.GRAD_BY_STEP, rundir.GRAD_COLUMNS, grad_rows)
+        logger.probe(epoch, profile)
         # saturated gates, dead candidate units, |c_t|: the mechanism behind the numbers (actstudy/probe.py)
         stats = activation_stats(model, probe_x.to(device))
         stat_rows.extend({"epoch": epoch, "stat": k, "value": v} for k, v in stats.items())
         write_csv(run_dir / rundir.ACTIVATION_STATS, rundir.STAT_COLUMNS, stat_rows)
 
     resumed = load_checkpoint(run_dir, rid, model, optimizer, order)
+    parent = _parent(cfg)
+    if not resumed and parent:  # --continue: train on from the parent's last epoch, its rows included
+        resumed = load_checkpoint(Path(cfg.continue_from), parent["run_id"], model, optimizer, order, rundir.LAST)
+        if not resumed:
+            raise RuntimeError(f"cannot continue from {cfg.continue_from}: its {rundir.LAST} is missing or unusable")
     if resumed:  # the rows come from the checkpoint: files written after it are rewritten to match it
         metrics, grad_rows, best = resumed["metrics"], resumed["grad_rows"], resumed["best"]
         stat_rows = resumed["stat_rows"]
@@ -289,6 +324,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
                 "grad_norm": sum(norms) / len(norms), "seconds": seconds,
             })
             write_csv(run_dir / rundir.METRICS, rundir.METRIC_COLUMNS, metrics)
+            logger.epoch(metrics[-1])
             if epoch == 1 or epoch == epochs or epoch % cfg.train.probe_every == 0:
                 probe(epoch)
             if val_loss < best["val_loss"]:
@@ -307,6 +343,8 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
     x_test, y_test = task.splits["test"]
     last = evaluate(model, task, x_test, y_test, eval_bs, device, len_test) if status == rundir.COMPLETED else (None, None)
     model.load_state_dict(best["state"])
+    # the weights the test numbers below are measured with
+    rundir.replace_atomically(run_dir / rundir.MODEL, lambda tmp: torch.save(best["state"], tmp))
     test = evaluate(model, task, x_test, y_test, eval_bs, device, len_test) if metrics else (None, None)
     last_profile = [r["grad_norm"] for r in grad_rows if r["epoch"] == grad_rows[-1]["epoch"]]
     summary = {
@@ -325,11 +363,35 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float) -> dict:
         "device": str(device),
         "vanishing_ratio": _ratio_or_none(vanishing_ratio(last_profile)),
         "run_dir": str(run_dir),
+        # what actstudy.load_run needs to rebuild the model from config.yaml without making the data
+        "model_shape": {"input_size": task.input_size, "output_size": task.output_size,
+                        "per_step": task.per_step, "vocab_size": task.vocab_size,
+                        "seq_len": task.splits["train"][0].shape[1]},
     }
-    log.info("test (best epoch %s): loss %s, %s %s; baseline loss %.4f, %s %.4f",
-             summary["best_epoch"], test[0], task.metric_name, test[1],
-             task.baseline["loss"], task.metric_name, task.baseline["metric"])
+    digests = rundir.data_digests(plain(cfg))
+    if digests:
+        summary["data_sha256"] = digests
+    if parent:
+        summary["parent"] = parent
+    log.info("test (best epoch %s): loss %s, %s %s; baseline loss %.4f, %s %.4f; %.1fs",
+             summary["best_epoch"], _rounded(test[0]), task.metric_name, _rounded(test[1]),
+             task.baseline["loss"], task.metric_name, task.baseline["metric"], summary["wall_seconds"])
     return summary
+
+
+def _parent(cfg: DictConfig) -> dict | None:
+    """The run this one continues (`continue_from`): its run id, directory and epochs."""
+    if not cfg.get("continue_from"):
+        return None
+    summary = rundir.read_summary(Path(cfg.continue_from))
+    if not summary or summary.get("status") != rundir.COMPLETED:
+        raise RuntimeError(f"continue_from={cfg.continue_from} is not a completed run")
+    return {"run_id": summary["run_id"], "run_dir": str(cfg.continue_from), "epochs": summary.get("epochs_completed")}
+
+
+def _rounded(value: float | None) -> str:
+    """A number for the log: 5 significant digits (summary.json keeps every digit)."""
+    return "none" if value is None else f"{value:.5g}"
 
 
 def _ratio_or_none(ratio: float) -> float | None:

@@ -15,13 +15,13 @@ import pandas as pd
 from actstudy import rundir
 from actstudy.probe import STAT_DESCRIPTIONS
 from actstudy.report.grouping import ACTIVATION_SLOTS, ConfigGroup, TaskSection
-from actstudy.slots import DEFAULT_ACTIVATIONS
+from actstudy.slots import DEFAULT_ACTIVATIONS, SLOTS
 from actstudy.stats import ALPHA, holm, mean_of, mean_std, spread, two_sample_p
 
 SUMMARY_COLUMNS = [
     "task", "seq_len", "model", "gate", "candidate", "output", "other", "label", "metric",
     "test_metric_mean", "test_metric_std", "test_loss_mean", "test_loss_std",
-    "n_seeds", rundir.DIVERGED, rundir.FAILED, rundir.RUNNING,  # runs of the group by how they ended
+    "n_seeds", "best", rundir.DIVERGED, rundir.FAILED, rundir.RUNNING,  # best: grouping.mark_best
     "gap_metric", "gap_loss", "vanishing_ratio", "vanishing_epoch", "seconds_per_epoch",
     "baseline_loss", "baseline_metric",
 ]
@@ -52,6 +52,11 @@ def summary_frame(sections: list[TaskSection]) -> pd.DataFrame:
             completed = group.completed
             metric_mean, metric_std = mean_std(group.test_metrics())
             loss_mean, loss_std = mean_std(group.test_losses())
+            if len(completed) == 1:  # one seed has no spread: the std is undefined, not 0
+                metric_std = loss_std = math.nan
+            # a slot the cell does not have reads "-", as in the configuration's label
+            slots = dict(zip(ACTIVATION_SLOTS, group.activations))
+            shown = {slot: name if slot in SLOTS.get(group.cell, ACTIVATION_SLOTS) else "-" for slot, name in slots.items()}
             probed = {r.grad_epoch for r in completed if r.grad_epoch is not None}
             baseline = group.baseline
             if math.isnan(baseline[0]) and math.isnan(baseline[1]) and section.baselines():
@@ -60,9 +65,7 @@ def summary_frame(sections: list[TaskSection]) -> pd.DataFrame:
                 "task": group.task_name,
                 "seq_len": group.seq_len,
                 "model": group.cell,
-                "gate": group.activations[0],
-                "candidate": group.activations[1],
-                "output": group.activations[2],
+                **shown,
                 "other": " ".join(f"{k}={v}" for k, v in group.extras.items()),
                 "label": group.label,
                 "metric": group.metric_name,
@@ -71,6 +74,7 @@ def summary_frame(sections: list[TaskSection]) -> pd.DataFrame:
                 "test_loss_mean": loss_mean,
                 "test_loss_std": loss_std,
                 "n_seeds": len(completed),
+                "best": group.best,
                 **{status: group.count(status) for status in (rundir.DIVERGED, rundir.FAILED, rundir.RUNNING)},
                 "gap_metric": mean_of(r.gap_metric for r in completed),
                 "gap_loss": mean_of(r.gap_loss for r in completed),

@@ -23,7 +23,12 @@ ACTIVATION_SLOTS = tuple(DEFAULT_ACTIVATIONS)  # gate, candidate, output
 # Keys that change between repetitions of one experiment without changing the experiment itself, matched
 # against the last part of a dotted key ("seed" also catches e.g. "train.seed"). run_dir, output_dir and
 # out_dir are where older versions recorded a run's own folder in its config: different for every run.
-POOLED_KEYS = frozenset(rundir.NOT_IDENTITY_KEYS + rundir.REPETITION_KEYS + ("run_dir", "output_dir", "out_dir"))
+# A continued run (continue_from) pools with fresh runs of the same configuration: it computed the same thing.
+POOLED_KEYS = frozenset(rundir.NOT_IDENTITY_KEYS + rundir.REPETITION_KEYS
+                        + (rundir.CONTINUE_KEY, "run_dir", "output_dir", "out_dir"))
+
+
+BEST_MARK = "★"  # beside the best configuration of a task, in every table and plot
 
 
 @dataclass
@@ -40,6 +45,7 @@ class ConfigGroup:
     metric_name: str = "metric"  # the task's metric, as summary.json names it
     task_title: str = ""  # e.g. "adding T=100"
     config_label: str = ""  # the label within its task, e.g. "lstm / sigmoid,tanh,tanh hidden_size=32"
+    best: bool = False  # the highest mean test metric of its task section (mark_best)
 
     @property
     def label(self) -> str:
@@ -193,9 +199,28 @@ def build_sections(groups: list[ConfigGroup]) -> list[TaskSection]:
         label_groups(members, title)
         name_metrics(members)
         members.sort(key=group_sort_key)
+        mark_best(members)
         sections.append(TaskSection(name, seq_len, title, file_safe(slug), members))
     sections.sort(key=lambda s: (s.task_name, sort_value(s.seq_len)))
     return sections
+
+
+def mark_best(members: list[ConfigGroup]) -> None:
+    """Mark the configuration with the highest mean test metric of each metric in one task section (every
+    metric a task reports is higher-is-better: accuracies, recall, R²); ties are all marked. A section of one
+    configuration has no best to point out."""
+    by_metric: dict[str, list[tuple[float, ConfigGroup]]] = {}
+    for group in members:
+        values = group.test_metrics()
+        values = values[~np.isnan(values)]
+        if values.size:
+            by_metric.setdefault(group.metric_name, []).append((float(values.mean()), group))
+    for scored in by_metric.values():
+        if len(scored) < 2:
+            continue
+        top = max(score for score, _ in scored)
+        for score, group in scored:
+            group.best = score == top
 
 
 def label_groups(members: list[ConfigGroup], task_title: str) -> None:
@@ -257,4 +282,4 @@ def legend_label(group: ConfigGroup) -> str:
         note += f", {group.count(rundir.DIVERGED)} diverged"
     if group.count(rundir.FAILED):
         note += f", {group.count(rundir.FAILED)} failed"
-    return f"{group.config_label} ({note})"
+    return f"{BEST_MARK} {group.config_label} ({note})" if group.best else f"{group.config_label} ({note})"

@@ -22,10 +22,13 @@ from actstudy.report.grouping import ConfigGroup, TaskSection
 from actstudy.report.plots import Plot
 from actstudy.report.text import (
     SIGNIFICANT_MARK,
-    TABLE_HEADERS,
+    TABLES,
     baseline_text,
     fmt,
     fmt_mean_std,
+    marks_note,
+    nearest_published_line,
+    pick_columns,
     section_rows,
     statistics_note,
     table_cells,
@@ -40,7 +43,7 @@ th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; vertical-a
 th { background: #f0f0f0; } td.text { text-align: left; } td { white-space: nowrap; }
 td.wrap { white-space: normal; min-width: 12em; }
 .wide { overflow-x: auto; }
-tr.sig td { background: #fff4d6; } .note { color: #555; font-size: 0.9em; max-width: 1100px; }
+tr.sig td { background: #fff4d6; } tr.best td { font-weight: bold; } .note { color: #555; font-size: 0.9em; max-width: 1100px; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.85em; }
 pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; font-size: 0.8em; white-space: pre-wrap; }
@@ -60,24 +63,14 @@ def _image(path: Path) -> str:
     return f'<img alt="{_e(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-# The page splits the summary's columns into two tables that fit a screen: what was reached, and why.
-RESULT_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "metric", "test metric",
-                  "95% CI test metric", "vs reference: Δ, p (Holm)", "test loss", "n", rundir.DIVERGED, rundir.FAILED)
-MECHANISM_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "gap metric", "gap loss",
-                     "overfit onset (epoch, runs)", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "decay/step", "saturated gates",
-                     "dead cand.", "mean |c| or |h|", "s/epoch")
-
-
 def _summary_table(rows: pd.DataFrame, columns: tuple[str, ...]) -> str:
-    cells = [table_cells(row) for _, row in rows.iterrows()]
-    keep = [TABLE_HEADERS.index(c) for c in columns]
-    if not any(c[2] for c in cells):
-        keep.remove(2)  # no extra settings in this task: no "other" column
-    out = ["<div class='wide'><table><tr>" + "".join(f"<th>{_e(TABLE_HEADERS[i])}</th>" for i in keep) + "</tr>"]
+    headers, cells = pick_columns([table_cells(row) for _, row in rows.iterrows()], columns)
+    out = ["<div class='wide'><table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"]
     for (_, row), row_cells in zip(rows.iterrows(), cells):
-        css = ' class="sig"' if row.get("significant") is True else ""
-        tds = "".join(f'<td class="text">{_e(row_cells[i])}</td>' if TABLE_HEADERS[i] in TEXT_HEADERS
-                      else f"<td>{_e(row_cells[i])}</td>" for i in keep)
+        classes = [c for c, on in (("sig", row.get("significant") is True), ("best", row.get("best") == True)) if on]  # noqa: E712
+        css = f' class="{" ".join(classes)}"' if classes else ""
+        tds = "".join(f'<td class="text">{_e(c)}</td>' if h in TEXT_HEADERS else f"<td>{_e(c)}</td>"
+                      for h, c in zip(headers, row_cells))
         out.append(f"<tr{css}>{tds}</tr>")
     out.append("</table></div>")
     return "\n".join(out)
@@ -158,9 +151,13 @@ def write_html(path: Path, summary: pd.DataFrame, sections: list[TaskSection], p
         rows = section_rows(summary, section)
         parts.append(f"<h2 id='{_e(section.slug)}'>{_e(section.title)}</h2>")
         parts.append(f"<p>Baseline (memoryless): {_e(baseline_text(section))}.</p>")
-        parts.append("<h3>Results</h3>" + _summary_table(rows, RESULT_COLUMNS))
-        parts.append("<h3>Overfitting, vanishing, activations, time</h3>" + _summary_table(rows, MECHANISM_COLUMNS))
+        for title, columns in TABLES:
+            parts.append(f"<h3>{_e(title)}</h3>" + _summary_table(rows, columns))
+        note = marks_note([table_cells(row) for _, row in rows.iterrows()])
+        parts.append(f"<p class='note'>{_e(note)}</p>" if note else "")
         parts.append(_published_table(section, rows))
+        nearest = nearest_published_line(section)
+        parts.append(f"<p class='note'>{_e(nearest)}</p>" if nearest else "")
         for plot in plots.get(section.slug, []):
             parts.append(f"<figure>{_image(plot.path)}<figcaption>{_e(plot.caption)} Files: {_e(plot.path.name)}, "
                          f"{_e(plot.path.with_suffix('.svg').name)}.</figcaption></figure>")

@@ -90,7 +90,8 @@ def find_run_dirs(dirs: list[Path]) -> list[Path]:
                 subdirs[:] = []  # a run's own subfolders (.hydra, checkpoints) hold no further runs
                 continue
             # Hidden folders are Hydra's bookkeeping; report folders hold our own output.
-            subdirs[:] = sorted(d for d in subdirs if d != REPORT_DIR_NAME and not d.startswith("."))
+            subdirs[:] = sorted(d for d in subdirs if d != REPORT_DIR_NAME and not d.startswith(".")
+                                and not rundir.is_retired(Path(d)))  # runs `--force` set aside are history
     return sorted(found)
 
 

@@ -266,6 +266,19 @@ def plot_grad_by_step(section: TaskSection, colours: Colours, path: Path, varian
     return _save(figure, path)
 
 
+def zoom_limits(values: list[float], floor: float | None = None) -> tuple[float | None, float | None]:
+    """y limits that show every value with a margin of 8 % of their range (at least 0.005): 0.98 and 0.997
+    stay apart instead of sharing a 0-1 axis. (None, None) when there is nothing to show. `floor`: no value
+    can be below it (a mean − std of accuracies near 0 is drawn down to it, not into negative numbers)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None, None
+    low, high = min(finite), max(finite)
+    margin = max(0.08 * (high - low), 0.005, 0.01 * abs(high))
+    low = low - margin if floor is None else max(low - margin, floor - 0.02 * (high - floor + margin))
+    return low, high + margin
+
+
 def plot_final(section: TaskSection, colours: Colours, path: Path, variant: str = "") -> Path:
     """The test metric named `variant` of every configuration that reports it: seeds, mean ± std, baseline."""
     from matplotlib.lines import Line2D
@@ -273,6 +286,7 @@ def plot_final(section: TaskSection, colours: Colours, path: Path, variant: str 
 
     metric_name = variant
     groups = [g for g in section.groups if g.metric_name == metric_name]
+    shown: list[float] = []  # every value drawn: seeds and mean ± std, for the zoom
     figure, ax = _new_figure(min(24.0, max(6.0, 0.6 * len(groups) + 3.0)), 5.5)
     below_axis = blended_transform_factory(ax.transData, ax.transAxes)
     for x, group in enumerate(groups):
@@ -284,18 +298,33 @@ def plot_final(section: TaskSection, colours: Colours, path: Path, variant: str 
                     fontsize="small", color="dimgrey", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
             continue
         mean, std = mean_std(seeds)
+        shown.extend([*seeds, mean - std, mean + std])
         # Spread the seed dots a little sideways so that equal values stay visible.
         offsets = np.linspace(-0.15, 0.15, seeds.size) if seeds.size > 1 else np.zeros(1)
         ax.scatter(x + offsets, seeds, color=colour, s=14, alpha=0.6, zorder=2, edgecolors="none")
-        ax.errorbar(x, mean, yerr=std, fmt="D", color=colour, markersize=7, capsize=5, lw=1.6, zorder=3,
-                    markeredgecolor="black", markeredgewidth=0.6)
+        ax.errorbar(x, mean, yerr=std if seeds.size > 1 else None, fmt="D", color=colour, markersize=7, capsize=5,
+                    lw=1.6, zorder=3, markeredgecolor="black", markeredgewidth=0.6)  # one seed: no spread to draw
+    seeds_drawn = [v for g in groups for v in g.test_metrics() if not math.isnan(v)]
+    # a metric whose seeds are all >= 0 (accuracies, recall) is not drawn below 0; R² may be negative
+    low, high = zoom_limits(shown, floor=0.0 if seeds_drawn and min(seeds_drawn) >= 0 else None)
+    if low is not None:
+        ax.set_ylim(low, high)
     baselines = [b[1] for g in groups for b in [g.baseline] if not math.isnan(b[1])]
     for value in sorted(set(baselines)):
-        ax.axhline(value, color="grey", ls="--", lw=1.2, zorder=0)
+        if low is None or low <= value <= high:
+            ax.axhline(value, color="grey", ls="--", lw=1.2, zorder=0)
+        else:  # off the zoomed scale: an arrow at the edge points to it, with its value
+            below = value < low
+            ax.annotate(f"baseline {value:.4g} {'below' if below else 'above'}", xy=(0.995, 0.0 if below else 1.0),
+                        xycoords="axes fraction", xytext=(0.995, 0.1 if below else 0.9), textcoords="axes fraction",
+                        ha="right", va="center", fontsize="small", color="dimgrey",
+                        arrowprops={"arrowstyle": "->", "color": "grey", "lw": 1.2})
     published_lines = {}
     if section.task_name == "mnist1d" and metric_name == "accuracy":
         from actstudy.published import MNIST1D_REFERENCE_LINES as published_lines
-    for model_name, value in published_lines.items():  # other models' published test accuracy, as lines
+    # other models' published test accuracy, as lines where the zoomed scale shows them
+    published_lines = {k: v for k, v in published_lines.items() if low is None or low <= v <= high}
+    for model_name, value in published_lines.items():
         ax.axhline(value, color="dimgrey", ls=":", lw=1.0, zorder=0)
         ax.text(1.0, value, f" {model_name} {value:.0%}", transform=blended_transform_factory(ax.transAxes, ax.transData),
                 va="center", ha="left", fontsize="x-small", color="dimgrey")
@@ -306,6 +335,9 @@ def plot_final(section: TaskSection, colours: Colours, path: Path, variant: str 
                        rotation=0 if len(groups) <= 3 else (30 if len(groups) <= 12 else 60),
                        ha="center" if len(groups) <= 3 else "right", rotation_mode="anchor",
                        fontsize="small")
+    for tick, group in zip(ax.get_xticklabels(), groups):
+        if group.best:
+            tick.set_fontweight("bold")
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_xlabel("configuration (cell / gate,candidate,output activations)")
     ax.set_ylabel(f"test {metric_name} (at best validation epoch)")
@@ -478,8 +510,9 @@ PLOTS: dict[str, PlotKind] = {
                              probed_gradients),
     "activations": PlotKind(plot_activation_stats, "Activation statistics on the probe batch over training.",
                             probed_activations),
-    "final": PlotKind(plot_final, "Final test metric per configuration: seeds as dots, mean ± std, baseline as "
-                                  "a dashed line.", one_per_metric),
+    "final": PlotKind(plot_final, "Final test metric per configuration: seeds as dots, mean ± std (one seed: no "
+                                  "bar), the axis zoomed to the data; baseline as a dashed line, or an arrow when "
+                                  "off the scale; ★ and bold: the best configuration.", one_per_metric),
 }
 
 

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from actstudy import rundir
-from actstudy.report.grouping import TaskSection
+from actstudy.report.grouping import BEST_MARK, TaskSection
 from actstudy.slots import DEFAULT_ACTIVATIONS
 from actstudy.stats import ALPHA, TESTS
 
@@ -33,9 +33,14 @@ def fmt(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def fmt_mean_std(mean: float, std: float) -> str:
+ONE_SEED = "(one seed)"  # instead of a spread: a single run has no standard deviation
+
+
+def fmt_mean_std(mean: float, std: float, n: int | None = None) -> str:
     if math.isnan(mean):
         return "—"
+    if n == 1 or std is None or math.isnan(std):
+        return f"{fmt(mean)} {ONE_SEED}" if n == 1 else fmt(mean)
     return f"{fmt(mean)} ± {fmt(std, 2)}"
 
 
@@ -74,7 +79,8 @@ def comparison_text(row: pd.Series) -> str:
 
 
 def is_reference_row(row: pd.Series) -> bool:
-    return (row["gate"], row["candidate"], row["output"]) == tuple(DEFAULT_ACTIVATIONS.values())
+    """The classic activations in every slot the cell has (a slot it lacks reads "-")."""
+    return all(row[slot] in ("-", default) for slot, default in DEFAULT_ACTIVATIONS.items())
 
 
 def onset_text(row: pd.Series) -> str:
@@ -95,13 +101,15 @@ def state_text(row: pd.Series) -> str:
 
 def table_cells(row: pd.Series) -> list[str]:
     mark = f" {SIGNIFICANT_MARK}" if row.get("significant") is True else ""
+    mark += f" {BEST_MARK}" if row.get("best") == True else ""  # noqa: E712 (numpy bool)
+    n = int(row["n_seeds"])
     return [
         str(row["model"]),
         f"{row['gate']},{row['candidate']},{row['output']}",
         str(row["other"]),
         str(row["metric"]),
-        fmt_mean_std(row["test_metric_mean"], row["test_metric_std"]) + mark,
-        fmt_mean_std(row["test_loss_mean"], row["test_loss_std"]),
+        fmt_mean_std(row["test_metric_mean"], row["test_metric_std"], n) + mark,
+        fmt_mean_std(row["test_loss_mean"], row["test_loss_std"], n),
         str(row["n_seeds"]) + (f" (+{row[rundir.RUNNING]} running)" if row[rundir.RUNNING] else ""),
         str(row[rundir.DIVERGED]),
         str(row[rundir.FAILED]),
@@ -141,6 +149,52 @@ def statistics_note(test: str) -> str:
     )
 
 
+# The summary's columns in two tables that each fit a screen: what was reached, and why (summary.md and
+# index.html alike; the console shows a part of the first).
+RESULT_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "metric", "test metric",
+                  "95% CI test metric", "vs reference: Δ, p (Holm)", "test loss", "n", rundir.DIVERGED, rundir.FAILED)
+MECHANISM_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "gap metric", "gap loss",
+                     "overfit onset (epoch, runs)", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "decay/step", "saturated gates",
+                     "dead cand.", "mean |c| or |h|", "s/epoch")
+TABLES = (("Results", RESULT_COLUMNS), ("Overfitting, vanishing, activations, time", MECHANISM_COLUMNS))
+
+
+def pick_columns(cells: list[list[str]], columns: tuple[str, ...]) -> tuple[list[str], list[list[str]]]:
+    """The headers and cells of `columns` (names from TABLE_HEADERS); 'other' only when a row has a value."""
+    keep = [TABLE_HEADERS.index(c) for c in columns]
+    if not any(c[TABLE_HEADERS.index("other")] for c in cells):
+        keep.remove(TABLE_HEADERS.index("other"))
+    return [TABLE_HEADERS[i] for i in keep], [[row[i] for i in keep] for row in cells]
+
+
+def markdown_row(cells: list[str]) -> str:
+    """One GitHub-flavoured table row: a '|' inside a cell is escaped, or it would split the cell."""
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def marks_note(cells: list[list[str]]) -> str:
+    """What the marks in a section's cells mean, for the marks that appear there only."""
+    text = " ".join(" ".join(row) for row in cells)
+    notes = []
+    if BEST_MARK in text:
+        notes.append(f"{BEST_MARK} the highest mean test metric of this task.")
+    if ONE_SEED in text:
+        notes.append(f"{ONE_SEED}: n = 1, so no standard deviation or confidence interval is shown.")
+    return " ".join(notes)
+
+
+def nearest_published_line(section: TaskSection) -> str:
+    """When no published result applies to any configuration of the section: which is nearest, what differs."""
+    from actstudy.published import nearest_published
+
+    lines = [nearest_published(section.task_name, section.seq_len, g.cell, g.runs[0].config) for g in section.groups]
+    if any(line is None for line in lines):
+        return ""  # some configuration has its published result (index.html lists them)
+    reference = next((g for g in section.groups if all(a == d for a, d in zip(g.activations, DEFAULT_ACTIVATIONS.values()))),
+                     section.groups[0])
+    return f"Published results: {lines[section.groups.index(reference)]}"
+
+
 # ---------------------------------------------------------------------------------------------- markdown
 
 
@@ -160,16 +214,14 @@ def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection
     ]
     for section in sections:
         rows = section_rows(summary, section)
-        headers = list(TABLE_HEADERS)
         cells = [table_cells(row) for _, row in rows.iterrows()]
-        if not any(c[2] for c in cells):  # no extra settings in this task: drop the empty column
-            headers.pop(2)
-            cells = [c[:2] + c[3:] for c in cells]
         lines += [f"## {section.title} — baseline: {baseline_text(section)}", ""]
-        lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|" + "|".join("---" for _ in headers) + "|")
-        for row_cells in cells:
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row_cells) + " |")
+        for title, columns in TABLES:
+            headers, kept = pick_columns(cells, columns)
+            lines += [f"### {title}", "", markdown_row(headers), "|" + "|".join("---" for _ in headers) + "|"]
+            lines += [markdown_row(row_cells) for row_cells in kept]
+            lines.append("")
+        lines += [note for note in (marks_note(cells), nearest_published_line(section)) if note]
         lines.append("")
         for plot in plots.get(section.slug, []):
             lines.append(f"![{plot.path.stem}]({plot.path.name})")
@@ -229,12 +281,26 @@ def natural_width(console: Console, table: Table) -> int:
     return Measurement.get(console, console.options.update(max_width=100_000), table).maximum
 
 
+# What a console column needs said, said under the table only when the column is printed.
+CONSOLE_NOTES = (
+    (("test metric", "test loss"), "mean ± std over completed seeds"),
+    (("gap metric", "gap loss"), "gaps at the last epoch (metric: train − val, loss: val − train)"),
+    (("log10 g₁/g_T",), "g_t = ‖∂L/∂h_t‖ at the last probed epoch"),
+    (("vs ref Δ, p",), f"vs ref: Δ test metric against sigmoid/tanh/tanh, Holm-corrected p, {SIGNIFICANT_MARK} significant"),
+)
+
+
+def console_caption(headers: list[str], cells: list[list[str]]) -> str:
+    notes = [note for columns, note in CONSOLE_NOTES
+             if any(h in columns or (h.startswith("test ") and "test metric" in columns) for h in headers)]
+    marks = marks_note(cells).rstrip(".")
+    return "; ".join(notes + ([marks] if marks else []) + ["more columns in summary.md and index.html"])
+
+
 def console_table(section: "TaskSection", headers: list[str], cells: list[list[str]], caption: bool = True) -> Table:
     table = Table(title=escape(f"{section.title} — baseline: {baseline_text(section)}") if caption else None,
                   title_justify="left",
-                  caption=None if not caption else "mean ± std over completed seeds; gaps at the last epoch (metric: train − val, "
-                          "loss: val − train); g_t = ‖∂L/∂h_t‖ at the last probed epoch; more columns in "
-                          "summary.md and index.html",
+                  caption=None if not caption else console_caption(headers, cells),
                   caption_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True,
                   show_edge=False, pad_edge=False)  # every column counts on a terminal
     for header in headers:
@@ -260,7 +326,7 @@ def tex(text) -> str:
 def write_latex(path: Path, summary: pd.DataFrame, sections: list[TaskSection], test: str) -> Path:
     """One booktabs table per task: mean ± std, 95% CI, n, gap, vanishing, and the significance mark."""
     lines = [f"% written by actstudy report; needs \\usepackage{{booktabs}}. * = differs from the reference "
-             f"(sigmoid/tanh/tanh) at p_Holm < 0.05, {test} test."]
+             f"(sigmoid/tanh/tanh) at p_Holm < 0.05, {test} test; star = the best mean test metric of the task."]
     for section in sections:
         rows = section_rows(summary, section)
         lines += [
@@ -272,10 +338,11 @@ def write_latex(path: Path, summary: pd.DataFrame, sections: list[TaskSection], 
         ]
         for _, row in rows.iterrows():
             mark = r"$^{*}$" if row.get("significant") is True else ""
+            mark += r" $\star$" if row.get("best") == True else ""  # noqa: E712 (numpy bool)
             other = f" {row['other']}" if row["other"] else ""
             lines.append(" & ".join([
                 tex(row["model"] + other), tex(f"{row['gate']}, {row['candidate']}, {row['output']}"),
-                tex(fmt_mean_std(row["test_metric_mean"], row["test_metric_std"])) + mark,
+                tex(fmt_mean_std(row["test_metric_mean"], row["test_metric_std"], int(row["n_seeds"]))) + mark,
                 tex(ci_text(row)), str(row["n_seeds"]), tex(fmt(row["gap_loss"], 3)),
                 tex(fmt(row["vanishing_ratio"], 3)),
             ]) + r" \\")
