@@ -157,7 +157,7 @@ def check_known_keys(tree: dict, schema: Any = Config, where: str = "") -> None:
         path = f"{where}.{key}" if where else str(key)
         if key not in fields:
             raise ConfigError(f"{path} is not a config key; keys{' of ' + where if where else ''}: "
-                              f"{', '.join(fields)}")
+                              f"{', '.join(fields)}{did_you_mean(path)}")
         inner = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
         if inner is not None and dataclasses.is_dataclass(inner) and isinstance(value, dict):
             check_known_keys(value, inner, path)
