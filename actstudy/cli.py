@@ -111,7 +111,7 @@ def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
 def _plan_sweep(overrides: list[str], quiet: bool):
     """Compose and check every job; decide the sweep directory and each run's directory and state;
     split the cores between a parallel launcher's jobs. Returns the plan and the overrides for Hydra."""
-    from actstudy.sweeps import default_sweep_dir, plan, threads_per_job
+    from actstudy.sweeps import default_sweep_dir, launcher_overrides, plan, threads_per_job
     from actstudy.train import usable_cores
 
     jobs, study_axes = _expand(overrides)
@@ -130,6 +130,7 @@ def _plan_sweep(overrides: list[str], quiet: bool):
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if threads is not None and not any(o.startswith("threads=") for o in overrides):
         overrides = [*overrides, f"threads={threads}"]  # not part of a run's identity (sweeps.IGNORED_KEYS)
+    overrides = [*overrides, *launcher_overrides(hydra_cfg.get("launcher"), overrides)]
     if quiet:
         overrides = [*overrides, "quiet=true"]
     sweep_plan = plan(list(zip(jobs, cfgs)), Path(_override_value(overrides, "hydra.sweep.dir")))
