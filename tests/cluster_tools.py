@@ -44,6 +44,7 @@ def recipe_sweep_overrides(block: str) -> list[str]:
     joined = block.replace("\\\n", " ")
     line = next(l for l in joined.splitlines() if l.strip().startswith("actstudy sweep"))
     words = shlex.split(line)[2:]
+    words = [w for w in words if "$" not in w and not w.endswith(")")]  # shell substitutions: cluster places
     return [w for w in words if not w.lstrip("+").startswith(("hydra/launcher=", "hydra.launcher.", "hydra.sweep.dir="))]
 
 

@@ -18,9 +18,12 @@ from sweep_tools import outcome
 pytestmark = pytest.mark.cluster
 
 ON_SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"]
-# The time-limit test's run: long enough that Slurm's warning, 20 s into each job, always comes before the
-# end (~25 s of training on an idle core), so that the job is requeued at least once.
-TIMED = [*SMALL, "task.train_size=256", "train.epochs=400"]
+# The time-limit test's job has a 1-minute limit and asks for Slurm's warning signal 10 s before it.
+# slurmctld checks limits every 30 s and sends the warning at the first check that is less than 30 s
+# before the warning time, so it comes 20-50 s into each start of the job: after submitit has set up its
+# handler, and before this run (~60 s of training on an idle core) can end, so the job is requeued.
+TIMED = [*SMALL, "task.train_size=256", "train.epochs=800"]
+TIMED_EPOCHS = 800
 
 
 def reference(cli, tmp_path_factory, overrides: list[str]):
@@ -79,19 +82,19 @@ def test_a_requeued_job_resumes_from_its_checkpoint(slurm, long_reference, tmp_p
 
 
 def test_a_job_at_its_time_limit_is_requeued_and_resumes(slurm, cli, tmp_path_factory, tmp_path):  # noqa: F811
-    """timeout_min=1 and signal_delay_s=40: Slurm warns each job 20 s after it starts; submitit requeues it
+    """timeout_min=1, signal_delay_s=10: Slurm warns the job 20-50 s after each start; submitit requeues it
     (up to max_num_timeout times) and each new start resumes from the checkpoint."""
     uninterrupted = reference(cli, tmp_path_factory, TIMED)
     sweep_dir = tmp_path / "sweep"
     code, output = finish([*TIMED, "seed=0", "hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1",
-                           "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=40",
+                           "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10",
                            "hydra.launcher.max_num_timeout=30", f"hydra.sweep.dir={sweep_dir}"], timeout=600)
     assert code == 0, output
     assert outcome(output)["completed"] == 1
     logs = "".join(p.read_text() for p in sweep_dir.glob(".submitit/*/*.err"))
     assert "this job is timed-out" in logs, "no time limit was reached: the test would prove nothing"
     run = run_dirs(sweep_dir)[0]
-    assert assert_resumed_without_retraining(run, 400) >= 1
+    assert assert_resumed_without_retraining(run, TIMED_EPOCHS) >= 1
     assert_same_metrics(uninterrupted.parent, sweep_dir)
     slurm.wait_empty()
 

@@ -20,10 +20,14 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 start() {
     mkdir -p "$dir"
     local port
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    # --block keeps `ray start` alive as the parent of the cluster: SIGTERM to it shuts the cluster down
+    port=$(free_port)
+    # Ray's sockets live under its temp dir, and a socket path may not exceed 107 bytes: keep it short
+    mktemp -d /tmp/ray-XXXXXX >"$dir/tmpdir"
+    # --block keeps `ray start` alive as the parent of the cluster: SIGTERM to it shuts the cluster down.
+    # Every port is a free one, so that two clusters on one machine (two users, two test runs) don't clash.
     setsid ray start --head --block --port="$port" --node-ip-address=127.0.0.1 --num-cpus="$cpus" \
-        --include-dashboard=false --disable-usage-stats --temp-dir="$dir/tmp" >"$dir/ray.log" 2>&1 &
+        --ray-client-server-port="$(free_port)" --dashboard-agent-listen-port="$(free_port)" \
+        --include-dashboard=false --disable-usage-stats --temp-dir="$(cat "$dir/tmpdir")" >"$dir/ray.log" 2>&1 &
     echo $! >"$dir/ray.pid"
     echo "127.0.0.1:$port" >"$dir/address"
     for _ in $(seq 240); do
@@ -39,6 +43,10 @@ start() {
     exit 1
 }
 
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 session_pids() {  # every process in the session `ray start` opened (its id is the session id)
     ps -e -o pid=,sid= | awk -v sid="$1" '$2 == sid {print $1}'
 }
@@ -49,12 +57,15 @@ stop() {
     sid=$(cat "$dir/ray.pid")
     kill -TERM "$sid" 2>/dev/null || true
     for _ in $(seq 100); do
-        [ -z "$(session_pids "$sid")" ] && return 0
+        [ -z "$(session_pids "$sid")" ] && break
         sleep 0.2
     done
     for pid in $(session_pids "$sid"); do  # whatever did not stop in 20 s
         kill -KILL "$pid" 2>/dev/null || true
     done
+    if [ -f "$dir/tmpdir" ]; then
+        rm -rf "$(cat "$dir/tmpdir")" "$dir/tmpdir"
+    fi
 }
 
 case $cmd in
