@@ -224,7 +224,7 @@ def sweep(
 ) -> None:
     """Run a Hydra multirun: every combination of the comma-separated values, one run directory each.
 
-    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
+    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'; threads = cpus_per_task), ray (actstudy\\[ray]; threads = hydra.launcher.ray.remote.num_cpus). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
     """
     from actstudy.sweeps import FINISHED, SweepWatcher, outcome_counts, read_summary
 
