@@ -1,0 +1,678 @@
+// The recurrence of actstudy's custom cells, forward over all T steps and backward through time, in one
+// native call per layer and direction (actstudy/native/__init__.py builds and loads it; actstudy/bptt.py
+// wraps each pair of functions in an autograd Function).
+//
+// Why native: the per-step work is one matrix product (torch's BLAS, through at::addmm) and a handful of
+// pointwise operations on a (batch, hidden) tile. From Python every pointwise operation is a separate
+// dispatch plus a pass over memory; here they are one loop per row that stays in cache, and the time loop
+// itself costs nothing.
+//
+// Each slot's activation is chosen at run time by a code (the order of ACTIVATION_CODES in __init__.py);
+// its derivative is taken from its output where that is exact (sigmoid, tanh, ...) and from its input
+// otherwise (leaky_relu, gelu, silu, softplus), in which case the forward keeps the pre-activations.
+//
+// Every function starts from zero state and takes the input projection of all steps (the cell's
+// project_inputs), so the biases, W_ih and x get their gradient from autograd in one matmul.
+
+#include <torch/extension.h>
+
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// Keep in the order of ACTIVATION_CODES (actstudy/native/__init__.py).
+enum Code : int64_t {
+  SIGMOID = 0,
+  HARD_SIGMOID,
+  TANH,
+  HARDTANH,
+  RELU,
+  LEAKY_RELU,
+  ELU,
+  SELU,
+  GELU,
+  SILU,
+  SOFTSIGN,
+  SOFTPLUS,
+  IDENTITY,
+  CODE_COUNT
+};
+
+// torch.nn.SELU's constants and torch's softplus threshold (above it softplus is exactly x).
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluScale = 1.0507009873554804934193349852946;
+constexpr double kSoftplusThreshold = 20.0;
+constexpr double kInvSqrt2 = 0.70710678118654752440084436210485;
+constexpr double kInvSqrt2Pi = 0.39894228040143267793994605993438;
+
+struct Slot {
+  int64_t code;
+  double negative_slope;  // leaky_relu only
+};
+
+bool needs_input(const Slot& slot) {
+  return slot.code == LEAKY_RELU || slot.code == GELU || slot.code == SILU || slot.code == SOFTPLUS;
+}
+
+// y = activation(x) over n contiguous values; y may be x.
+template <typename T>
+void activate(const Slot& slot, const T* x, T* y, int64_t n) {
+  using Vec = at::vec::Vectorized<T>;
+  const T s = static_cast<T>(slot.negative_slope);
+  switch (slot.code) {
+    case SIGMOID:
+      at::vec::map([](Vec v) { return (Vec(T(1)) + v.neg().exp()).reciprocal(); }, y, x, n);
+      return;
+    case TANH:
+      at::vec::map([](Vec v) { return v.tanh(); }, y, x, n);
+      return;
+    case HARD_SIGMOID:  // torch's form: min(max(x + 3, 0), 6) / 6
+      for (int64_t j = 0; j < n; ++j) y[j] = std::min(std::max(x[j] + T(3), T(0)), T(6)) / T(6);
+      return;
+    case HARDTANH:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::min(std::max(x[j], T(-1)), T(1));
+      return;
+    case RELU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > T(0) ? x[j] : T(0);
+      return;
+    case LEAKY_RELU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > T(0) ? x[j] : x[j] * s;
+      return;
+    case ELU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > T(0) ? x[j] : std::expm1(x[j]);
+      return;
+    case SELU:
+      for (int64_t j = 0; j < n; ++j)
+        y[j] = T(kSeluScale) * (x[j] > T(0) ? x[j] : T(kSeluAlpha) * std::expm1(x[j]));
+      return;
+    case GELU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] * T(0.5) * (T(1) + std::erf(x[j] * T(kInvSqrt2)));
+      return;
+    case SILU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] / (T(1) + std::exp(-x[j]));
+      return;
+    case SOFTSIGN:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] / (T(1) + std::abs(x[j]));
+      return;
+    case SOFTPLUS:
+      for (int64_t j = 0; j < n; ++j)
+        y[j] = x[j] > T(kSoftplusThreshold) ? x[j] : std::log1p(std::exp(x[j]));
+      return;
+    case IDENTITY:
+      if (y != x) std::copy(x, x + n, y);
+      return;
+    default:
+      TORCH_CHECK(false, "unknown activation code ", slot.code);
+  }
+}
+
+// d = activation'(x) from the input x or the output y (whichever needs_input says); x may be null when
+// the derivative is written in terms of the output.
+template <typename T>
+void slope_of(const Slot& slot, const T* x, const T* y, T* d, int64_t n) {
+  const T s = static_cast<T>(slot.negative_slope);
+  switch (slot.code) {
+    case SIGMOID:
+      for (int64_t j = 0; j < n; ++j) d[j] = y[j] * (T(1) - y[j]);
+      return;
+    case HARD_SIGMOID:  // 1/6 where the output is strictly inside (0, 1)
+      for (int64_t j = 0; j < n; ++j) d[j] = (y[j] > T(0) && y[j] < T(1)) ? T(1) / T(6) : T(0);
+      return;
+    case TANH:
+      for (int64_t j = 0; j < n; ++j) d[j] = T(1) - y[j] * y[j];
+      return;
+    case HARDTANH:
+      for (int64_t j = 0; j < n; ++j) d[j] = std::abs(y[j]) < T(1) ? T(1) : T(0);
+      return;
+    case RELU:
+      for (int64_t j = 0; j < n; ++j) d[j] = y[j] > T(0) ? T(1) : T(0);
+      return;
+    case LEAKY_RELU:
+      for (int64_t j = 0; j < n; ++j) d[j] = x[j] > T(0) ? T(1) : s;
+      return;
+    case ELU:  // for x <= 0, y = e^x - 1, so the slope e^x is y + 1
+      for (int64_t j = 0; j < n; ++j) d[j] = y[j] > T(0) ? T(1) : y[j] + T(1);
+      return;
+    case SELU:
+      for (int64_t j = 0; j < n; ++j)
+        d[j] = y[j] > T(0) ? T(kSeluScale) : y[j] + T(kSeluScale * kSeluAlpha);
+      return;
+    case GELU:
+      for (int64_t j = 0; j < n; ++j) {
+        const T cdf = T(0.5) * (T(1) + std::erf(x[j] * T(kInvSqrt2)));
+        d[j] = cdf + x[j] * std::exp(T(-0.5) * x[j] * x[j]) * T(kInvSqrt2Pi);
+      }
+      return;
+    case SILU:
+      for (int64_t j = 0; j < n; ++j) {
+        const T sig = T(1) / (T(1) + std::exp(-x[j]));
+        d[j] = sig * (T(1) + x[j] * (T(1) - sig));
+      }
+      return;
+    case SOFTSIGN:
+      for (int64_t j = 0; j < n; ++j) d[j] = (T(1) - std::abs(y[j])) * (T(1) - std::abs(y[j]));
+      return;
+    case SOFTPLUS:
+      for (int64_t j = 0; j < n; ++j)
+        d[j] = x[j] > T(kSoftplusThreshold) ? T(1) : T(1) / (T(1) + std::exp(-x[j]));
+      return;
+    case IDENTITY:
+      std::fill(d, d + n, T(1));
+      return;
+    default:
+      TORCH_CHECK(false, "unknown activation code ", slot.code);
+  }
+}
+
+std::vector<Slot> slots_of(const std::vector<int64_t>& codes, const std::vector<double>& slopes) {
+  TORCH_CHECK(codes.size() == slopes.size(), "one negative slope per activation code");
+  std::vector<Slot> slots;
+  for (size_t k = 0; k < codes.size(); ++k) {
+    TORCH_CHECK(codes[k] >= 0 && codes[k] < CODE_COUNT, "unknown activation code ", codes[k]);
+    slots.push_back({codes[k], slopes[k]});
+  }
+  return slots;
+}
+
+void check_sequence(const Tensor& projected, const Tensor& weight_hh, int64_t blocks) {
+  TORCH_CHECK(projected.dim() == 3 && projected.size(0) > 0, "projected must be (T>0, B, G*H)");
+  TORCH_CHECK(projected.device().is_cpu(), "the compiled loop runs on the CPU");
+  TORCH_CHECK(weight_hh.dim() == 2 && projected.size(2) == blocks * weight_hh.size(1) &&
+                  weight_hh.size(0) == projected.size(2),
+              "weight_hh must be (G*H, H) with G*H the projection's width");
+  TORCH_CHECK(weight_hh.scalar_type() == projected.scalar_type(), "weight_hh and projected differ in dtype");
+}
+
+// ------------------------------------------------------------------------------------------------ LSTM
+//
+// One layout for the plain LSTM and every Greff et al. variant: `blocks` gives the block index of i, f,
+// g, o in the (G*H) pre-activation (-1: the gate is absent, i.e. fixed at 1), `peeps` the row of the
+// (P, H) peephole matrix for i, f, o (-1: none), `coupled` sets f = 1 - i, and a defined `recurrence`
+// (3H, 3H) adds R [i, f, o]_{t-1} to the i, f, o pre-activations (full gate recurrence).
+
+struct LSTMLayout {
+  int64_t bi, bf, bg, bo;  // block index of i, f, g, o, or -1
+  int64_t pi, pf, po;      // peephole row of i, f, o, or -1
+  bool coupled;
+  bool recurrent_gates;
+};
+
+LSTMLayout lstm_layout(const std::vector<int64_t>& blocks, const std::vector<int64_t>& peeps, bool coupled,
+                       const Tensor& recurrence) {
+  TORCH_CHECK(blocks.size() == 4 && peeps.size() == 3, "blocks are (i, f, g, o), peepholes (i, f, o)");
+  TORCH_CHECK(blocks[2] >= 0, "the LSTM always has a candidate block");
+  return {blocks[0], blocks[1], blocks[2], blocks[3], peeps[0], peeps[1], peeps[2], coupled,
+          recurrence.defined() && recurrence.numel() > 0};
+}
+
+// (G*H, G*H) matrix with R at the rows and columns of i, f, o and zeros elsewhere, so that the gate
+// recurrence is one matmul against a step's whole activation row.
+Tensor spread_recurrence(const Tensor& recurrence, const LSTMLayout& L, int64_t hidden, int64_t width) {
+  Tensor full = at::zeros({width, width}, recurrence.options());
+  const int64_t gates[3] = {L.bi, L.bf, L.bo};
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t c = 0; c < 3; ++c)
+      full.narrow(0, gates[r] * hidden, hidden)
+          .narrow(1, gates[c] * hidden, hidden)
+          .copy_(recurrence.narrow(0, r * hidden, hidden).narrow(1, c * hidden, hidden));
+  return full;
+}
+
+Tensor gather_recurrence_grad(const Tensor& full, const LSTMLayout& L, int64_t hidden) {
+  Tensor grad = at::empty({3 * hidden, 3 * hidden}, full.options());
+  const int64_t gates[3] = {L.bi, L.bf, L.bo};
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t c = 0; c < 3; ++c)
+      grad.narrow(0, r * hidden, hidden)
+          .narrow(1, c * hidden, hidden)
+          .copy_(full.narrow(0, gates[r] * hidden, hidden).narrow(1, gates[c] * hidden, hidden));
+  return grad;
+}
+
+template <typename T>
+void lstm_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Tensor& peephole,
+                       const Tensor& spread, const LSTMLayout& L, const std::vector<Slot>& slot, Tensor& hs,
+                       Tensor& acts, Tensor& cells, Tensor& pres) {
+  const int64_t steps = projected.size(0), batch = projected.size(1), width = projected.size(2);
+  const int64_t H = weight_hh.size(1);
+  const Slot gate = slot[0], candidate = slot[1], output = slot[2];
+  const bool keep = pres.defined();
+  const Tensor w_t = weight_hh.t();
+  const Tensor spread_t = L.recurrent_gates ? spread.t() : Tensor();
+  const Tensor zeros = at::zeros({batch, H}, projected.options());
+  const T* pe = peephole.defined() ? peephole.data_ptr<T>() : nullptr;
+  const T* pe_i = L.pi >= 0 ? pe + L.pi * H : nullptr;
+  const T* pe_f = L.pf >= 0 ? pe + L.pf * H : nullptr;
+  const T* pe_o = L.po >= 0 ? pe + L.po * H : nullptr;
+  std::vector<T> squashed(H);
+  for (int64_t t = 0; t < steps; ++t) {
+    // Pre-activations go straight into the activation buffer (activated in place) unless kept.
+    Tensor pre = keep ? pres[t] : acts[t];
+    at::addmm_out(pre, projected[t], t > 0 ? hs[t - 1] : zeros, w_t);  // (B, G*H)
+    if (L.recurrent_gates && t > 0) pre.addmm_(acts[t - 1], spread_t);
+    T* pre_p = pre.data_ptr<T>();
+    T* act_p = acts[t].data_ptr<T>();
+    T* c_p = cells[t].data_ptr<T>();
+    T* h_p = hs[t].data_ptr<T>();
+    const T* c_prev_p = t > 0 ? cells[t - 1].data_ptr<T>() : nullptr;
+    for (int64_t b = 0; b < batch; ++b) {
+      T* p = pre_p + b * width;
+      T* a = act_p + b * width;
+      T* c = c_p + b * H;
+      T* h = h_p + b * H;
+      const T* cp = c_prev_p ? c_prev_p + b * H : nullptr;
+      if (cp && pe_i)
+        for (int64_t j = 0; j < H; ++j) p[L.bi * H + j] += pe_i[j] * cp[j];
+      if (cp && pe_f)
+        for (int64_t j = 0; j < H; ++j) p[L.bf * H + j] += pe_f[j] * cp[j];
+      if (L.bi >= 0) activate(gate, p + L.bi * H, a + L.bi * H, H);
+      if (L.bf >= 0) activate(gate, p + L.bf * H, a + L.bf * H, H);
+      activate(candidate, p + L.bg * H, a + L.bg * H, H);
+      const T* i = L.bi >= 0 ? a + L.bi * H : nullptr;
+      const T* f = L.bf >= 0 ? a + L.bf * H : nullptr;
+      const T* g = a + L.bg * H;
+      for (int64_t j = 0; j < H; ++j) {
+        const T ij = i ? i[j] : T(1);
+        const T fj = f ? f[j] : (L.coupled ? T(1) - ij : T(1));
+        c[j] = (cp ? fj * cp[j] : T(0)) + ij * g[j];
+      }
+      if (L.bo >= 0) {
+        if (pe_o)
+          for (int64_t j = 0; j < H; ++j) p[L.bo * H + j] += pe_o[j] * c[j];  // o peeks at the new c
+        activate(gate, p + L.bo * H, a + L.bo * H, H);
+      }
+      activate(output, c, squashed.data(), H);
+      if (L.bo >= 0) {
+        const T* o = a + L.bo * H;
+        for (int64_t j = 0; j < H; ++j) h[j] = o[j] * squashed[j];
+      } else {
+        std::copy(squashed.begin(), squashed.end(), h);
+      }
+    }
+  }
+}
+
+std::vector<Tensor> lstm_forward(Tensor projected, Tensor weight_hh, Tensor peephole, Tensor recurrence,
+                                 std::vector<int64_t> blocks, std::vector<int64_t> peeps, bool coupled,
+                                 std::vector<int64_t> codes, std::vector<double> slopes) {
+  const int64_t G = projected.size(2) / weight_hh.size(1);
+  check_sequence(projected, weight_hh, G);
+  const auto slot = slots_of(codes, slopes);
+  TORCH_CHECK(slot.size() == 3, "the LSTM takes gate, candidate and output codes");
+  const LSTMLayout L = lstm_layout(blocks, peeps, coupled, recurrence);
+  projected = projected.contiguous();
+  weight_hh = weight_hh.contiguous();
+  peephole = peephole.numel() > 0 ? peephole.contiguous() : Tensor();
+  const int64_t steps = projected.size(0), batch = projected.size(1), width = projected.size(2);
+  const int64_t H = weight_hh.size(1);
+  const auto options = projected.options();
+  Tensor hs = at::empty({steps, batch, H}, options);
+  Tensor acts = at::empty({steps, batch, width}, options);
+  Tensor cells = at::empty({steps, batch, H}, options);
+  Tensor pres = needs_input(slot[0]) || needs_input(slot[1]) ? at::empty({steps, batch, width}, options) : Tensor();
+  Tensor spread = L.recurrent_gates ? spread_recurrence(recurrence, L, H, width) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "lstm_forward", [&] {
+    lstm_forward_impl<scalar_t>(projected, weight_hh, peephole, spread, L, slot, hs, acts, cells, pres);
+  });
+  return {hs, acts, cells, pres.defined() ? pres : at::empty({0}, options)};
+}
+
+template <typename T>
+void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Tensor& peephole,
+                        const Tensor& spread, const LSTMLayout& L, const std::vector<Slot>& slot,
+                        const Tensor& acts, const Tensor& cells, const Tensor& pres, Tensor& grad_pre,
+                        Tensor& grad_peephole) {
+  const int64_t steps = acts.size(0), batch = acts.size(1), width = acts.size(2);
+  const int64_t H = weight_hh.size(1);
+  const Slot gate = slot[0], candidate = slot[1], output = slot[2];
+  const bool keep = pres.defined();
+  const auto options = acts.options();
+  Tensor dh = at::empty({batch, H}, options);
+  Tensor dc = at::zeros({batch, H}, options);  // dL/dc_t from step t+1
+  Tensor from_gates = L.recurrent_gates ? at::zeros({batch, width}, options) : Tensor();  // dL/d act_t via R
+  const T* pe = peephole.defined() ? peephole.data_ptr<T>() : nullptr;
+  const T* pe_i = L.pi >= 0 ? pe + L.pi * H : nullptr;
+  const T* pe_f = L.pf >= 0 ? pe + L.pf * H : nullptr;
+  const T* pe_o = L.po >= 0 ? pe + L.po * H : nullptr;
+  T* gpe = grad_peephole.defined() ? grad_peephole.data_ptr<T>() : nullptr;
+  T* gpe_i = L.pi >= 0 ? gpe + L.pi * H : nullptr;
+  T* gpe_f = L.pf >= 0 ? gpe + L.pf * H : nullptr;
+  T* gpe_o = L.po >= 0 ? gpe + L.po * H : nullptr;
+  std::vector<T> squashed(H), squashed_slope(H), slope(width);
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    if (t == steps - 1) {
+      dh.copy_(grad_hs[t]);
+    } else {
+      at::addmm_out(dh, grad_hs[t], grad_pre[t + 1], weight_hh);  // dL/dh_t: from above and from step t+1
+      if (L.recurrent_gates) at::mm_out(from_gates, grad_pre[t + 1], spread);
+    }
+    const bool gates_feedback = L.recurrent_gates && t < steps - 1;
+    const T* act_p = acts[t].data_ptr<T>();
+    const T* pre_p = keep ? pres[t].data_ptr<T>() : nullptr;
+    const T* c_p = cells[t].data_ptr<T>();
+    const T* c_prev_p = t > 0 ? cells[t - 1].data_ptr<T>() : nullptr;
+    const T* dh_p = dh.data_ptr<T>();
+    const T* fg_p = gates_feedback ? from_gates.data_ptr<T>() : nullptr;
+    T* dc_p = dc.data_ptr<T>();
+    T* gp_p = grad_pre[t].data_ptr<T>();
+    for (int64_t b = 0; b < batch; ++b) {
+      const T* a = act_p + b * width;
+      const T* x = pre_p ? pre_p + b * width : nullptr;
+      const T* c = c_p + b * H;
+      const T* cp = c_prev_p ? c_prev_p + b * H : nullptr;
+      const T* dhb = dh_p + b * H;
+      const T* fg = fg_p ? fg_p + b * width : nullptr;
+      T* dcb = dc_p + b * H;
+      T* gp = gp_p + b * width;
+      for (int64_t k : {L.bi, L.bf, L.bo})
+        if (k >= 0) slope_of(gate, x ? x + k * H : nullptr, a + k * H, slope.data() + k * H, H);
+      slope_of(candidate, x ? x + L.bg * H : nullptr, a + L.bg * H, slope.data() + L.bg * H, H);
+      activate(output, c, squashed.data(), H);
+      slope_of(output, c, squashed.data(), squashed_slope.data(), H);
+      for (int64_t j = 0; j < H; ++j) {
+        const T dhj = dhb[j];
+        const T cpj = cp ? cp[j] : T(0);
+        const T ij = L.bi >= 0 ? a[L.bi * H + j] : T(1);
+        const T gj = a[L.bg * H + j];
+        const T oj = L.bo >= 0 ? a[L.bo * H + j] : T(1);
+        T d_pre_o = T(0);
+        if (L.bo >= 0) {
+          const T d_o = dhj * squashed[j] + (fg ? fg[L.bo * H + j] : T(0));
+          d_pre_o = d_o * slope[L.bo * H + j];
+          gp[L.bo * H + j] = d_pre_o;
+        }
+        T dcj = dcb[j] + dhj * oj * squashed_slope[j];
+        if (pe_o) dcj += d_pre_o * pe_o[j];
+        gp[L.bg * H + j] = dcj * ij * slope[L.bg * H + j];
+        T d_i = dcj * gj + (fg && L.bi >= 0 ? fg[L.bi * H + j] : T(0));
+        const T d_f = dcj * cpj + (fg && L.bf >= 0 ? fg[L.bf * H + j] : T(0));
+        if (L.coupled) d_i -= d_f;  // f = 1 - i
+        T d_pre_i = T(0), d_pre_f = T(0);
+        if (L.bi >= 0) {
+          d_pre_i = d_i * slope[L.bi * H + j];
+          gp[L.bi * H + j] = d_pre_i;
+        }
+        if (L.bf >= 0) {
+          d_pre_f = d_f * slope[L.bf * H + j];
+          gp[L.bf * H + j] = d_pre_f;
+        }
+        const T fj = L.bf >= 0 ? a[L.bf * H + j] : (L.coupled ? T(1) - ij : T(1));
+        T carry = dcj * fj;  // dL/dc_{t-1}
+        if (pe_i) carry += d_pre_i * pe_i[j];
+        if (pe_f) carry += d_pre_f * pe_f[j];
+        dcb[j] = carry;
+        if (gpe_i) gpe_i[j] += d_pre_i * cpj;
+        if (gpe_f) gpe_f[j] += d_pre_f * cpj;
+        if (gpe_o) gpe_o[j] += d_pre_o * c[j];
+      }
+    }
+  }
+}
+
+std::vector<Tensor> lstm_backward(Tensor grad_hs, Tensor weight_hh, Tensor peephole, Tensor recurrence,
+                                  Tensor hs, Tensor acts, Tensor cells, Tensor pres, std::vector<int64_t> blocks,
+                                  std::vector<int64_t> peeps, bool coupled, std::vector<int64_t> codes,
+                                  std::vector<double> slopes) {
+  const auto slot = slots_of(codes, slopes);
+  const LSTMLayout L = lstm_layout(blocks, peeps, coupled, recurrence);
+  grad_hs = grad_hs.contiguous();
+  weight_hh = weight_hh.contiguous();
+  peephole = peephole.numel() > 0 ? peephole.contiguous() : Tensor();
+  if (pres.defined() && pres.numel() == 0) pres = Tensor();
+  const int64_t steps = acts.size(0), batch = acts.size(1), width = acts.size(2);
+  const int64_t H = weight_hh.size(1);
+  Tensor grad_pre = at::empty({steps, batch, width}, acts.options());
+  Tensor grad_peephole = peephole.defined() ? at::zeros_like(peephole) : Tensor();
+  Tensor spread = L.recurrent_gates ? spread_recurrence(recurrence, L, H, width) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstm_backward", [&] {
+    lstm_backward_impl<scalar_t>(grad_hs, weight_hh, peephole, spread, L, slot, acts, cells, pres, grad_pre,
+                                 grad_peephole);
+  });
+  // dL/dW_hh = sum_t dpre_t^T h_{t-1}, one matmul over every step's rows (h_0 = 0 adds nothing).
+  Tensor grad_weight_hh = at::zeros_like(weight_hh);
+  Tensor grad_recurrence = L.recurrent_gates ? at::zeros_like(recurrence) : Tensor();
+  if (steps > 1) {
+    Tensor later = grad_pre.narrow(0, 1, steps - 1).reshape({-1, width}).t();  // (G*H, (T-1)*B)
+    at::mm_out(grad_weight_hh, later, hs.narrow(0, 0, steps - 1).reshape({-1, H}));
+    if (L.recurrent_gates)
+      grad_recurrence = gather_recurrence_grad(later.mm(acts.narrow(0, 0, steps - 1).reshape({-1, width})), L, H);
+  }
+  return {grad_pre, grad_weight_hh, grad_peephole.defined() ? grad_peephole : at::empty({0}, acts.options()),
+          grad_recurrence.defined() ? grad_recurrence : at::empty({0}, acts.options())};
+}
+
+// ------------------------------------------------------------------------------------------------ GRU
+//
+// torch.nn.GRU's form, blocks r, z, n: n = candidate(W_n x + b_in + r * (U_n h + b_hn)),
+// h = (1 - z) n + z h_prev. `acts` keeps r, z, n per step and `recurrent_n` keeps U_n h + b_hn.
+
+template <typename T>
+void gru_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Tensor& bias_hh,
+                      const std::vector<Slot>& slot, Tensor& hs, Tensor& acts, Tensor& recurrent_n, Tensor& pres) {
+  const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
+  const int64_t width = 3 * H, two = 2 * H;
+  const Slot gate = slot[0], candidate = slot[1];
+  const bool keep = pres.defined();
+  const Tensor w_t = weight_hh.t();
+  const Tensor zeros = at::zeros({batch, H}, projected.options());
+  Tensor recurrent = at::empty({batch, width}, projected.options());
+  std::vector<T> scratch(width);
+  for (int64_t t = 0; t < steps; ++t) {
+    at::addmm_out(recurrent, bias_hh, t > 0 ? hs[t - 1] : zeros, w_t);  // U h + b_hh, (B, 3H)
+    const T* in_p = projected[t].data_ptr<T>();
+    const T* rec_p = recurrent.data_ptr<T>();
+    T* act_p = acts[t].data_ptr<T>();
+    T* rn_p = recurrent_n[t].data_ptr<T>();
+    T* h_p = hs[t].data_ptr<T>();
+    T* pre_base = keep ? pres[t].data_ptr<T>() : nullptr;
+    const T* h_prev_p = t > 0 ? hs[t - 1].data_ptr<T>() : nullptr;
+    for (int64_t b = 0; b < batch; ++b) {
+      const T* in = in_p + b * width;
+      const T* rec = rec_p + b * width;
+      T* a = act_p + b * width;
+      T* rn = rn_p + b * H;
+      T* h = h_p + b * H;
+      T* pre = pre_base ? pre_base + b * width : scratch.data();
+      const T* hp = h_prev_p ? h_prev_p + b * H : nullptr;
+      for (int64_t j = 0; j < two; ++j) pre[j] = in[j] + rec[j];
+      activate(gate, pre, a, two);
+      for (int64_t j = 0; j < H; ++j) {
+        rn[j] = rec[two + j];
+        pre[two + j] = in[two + j] + a[j] * rn[j];
+      }
+      activate(candidate, pre + two, a + two, H);
+      const T* z = a + H;
+      const T* n = a + two;
+      for (int64_t j = 0; j < H; ++j) h[j] = n[j] + z[j] * ((hp ? hp[j] : T(0)) - n[j]);
+    }
+  }
+}
+
+std::vector<Tensor> gru_forward(Tensor projected, Tensor weight_hh, Tensor bias_hh, std::vector<int64_t> codes,
+                                std::vector<double> slopes) {
+  check_sequence(projected, weight_hh, 3);
+  const auto slot = slots_of(codes, slopes);
+  TORCH_CHECK(slot.size() == 2, "the GRU takes gate and candidate codes");
+  projected = projected.contiguous();
+  weight_hh = weight_hh.contiguous();
+  bias_hh = bias_hh.contiguous();
+  const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
+  const auto options = projected.options();
+  Tensor hs = at::empty({steps, batch, H}, options);
+  Tensor acts = at::empty({steps, batch, 3 * H}, options);
+  Tensor recurrent_n = at::empty({steps, batch, H}, options);
+  Tensor pres = needs_input(slot[0]) || needs_input(slot[1]) ? at::empty({steps, batch, 3 * H}, options) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "gru_forward", [&] {
+    gru_forward_impl<scalar_t>(projected, weight_hh, bias_hh, slot, hs, acts, recurrent_n, pres);
+  });
+  return {hs, acts, recurrent_n, pres.defined() ? pres : at::empty({0}, options)};
+}
+
+template <typename T>
+void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const std::vector<Slot>& slot,
+                       const Tensor& hs, const Tensor& acts, const Tensor& recurrent_n, const Tensor& pres,
+                       Tensor& grad_projected, Tensor& grad_recurrent) {
+  const int64_t steps = acts.size(0), batch = acts.size(1), H = weight_hh.size(1);
+  const int64_t width = 3 * H, two = 2 * H;
+  const Slot gate = slot[0], candidate = slot[1];
+  const bool keep = pres.defined();
+  Tensor dh = grad_hs[steps - 1].clone();
+  Tensor direct = at::empty({batch, H}, acts.options());  // dL/dh_{t-1} from above and through z h_{t-1}
+  std::vector<T> slope(width);
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const T* act_p = acts[t].data_ptr<T>();
+    const T* pre_p = keep ? pres[t].data_ptr<T>() : nullptr;
+    const T* rn_p = recurrent_n[t].data_ptr<T>();
+    const T* h_prev_p = t > 0 ? hs[t - 1].data_ptr<T>() : nullptr;
+    const T* above_p = t > 0 ? grad_hs[t - 1].data_ptr<T>() : nullptr;
+    const T* dh_p = dh.data_ptr<T>();
+    T* direct_p = direct.data_ptr<T>();
+    T* gp_p = grad_projected[t].data_ptr<T>();
+    T* gr_p = grad_recurrent[t].data_ptr<T>();
+    for (int64_t b = 0; b < batch; ++b) {
+      const T* a = act_p + b * width;
+      const T* x = pre_p ? pre_p + b * width : nullptr;
+      const T* rn = rn_p + b * H;
+      const T* hp = h_prev_p ? h_prev_p + b * H : nullptr;
+      const T* dhb = dh_p + b * H;
+      T* gp = gp_p + b * width;
+      T* gr = gr_p + b * width;
+      slope_of(gate, x, a, slope.data(), two);
+      slope_of(candidate, x ? x + two : nullptr, a + two, slope.data() + two, H);
+      for (int64_t j = 0; j < H; ++j) {
+        const T r = a[j], z = a[H + j], n = a[two + j];
+        const T d = dhb[j];
+        const T d_pre_n = d * (T(1) - z) * slope[two + j];
+        const T d_pre_z = d * ((hp ? hp[j] : T(0)) - n) * slope[H + j];
+        const T d_pre_r = d_pre_n * rn[j] * slope[j];
+        gp[j] = d_pre_r;
+        gp[H + j] = d_pre_z;
+        gp[two + j] = d_pre_n;
+        gr[j] = d_pre_r;
+        gr[H + j] = d_pre_z;
+        gr[two + j] = d_pre_n * r;  // r scales U_n h + b_hn
+      }
+      if (above_p) {
+        T* db = direct_p + b * H;
+        const T* above = above_p + b * H;
+        for (int64_t j = 0; j < H; ++j) db[j] = above[j] + dhb[j] * a[H + j];
+      }
+    }
+    if (t > 0) at::addmm_out(dh, direct, grad_recurrent[t], weight_hh);
+  }
+}
+
+std::vector<Tensor> gru_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Tensor acts, Tensor recurrent_n,
+                                 Tensor pres, std::vector<int64_t> codes, std::vector<double> slopes) {
+  const auto slot = slots_of(codes, slopes);
+  grad_hs = grad_hs.contiguous();
+  weight_hh = weight_hh.contiguous();
+  if (pres.defined() && pres.numel() == 0) pres = Tensor();
+  const int64_t steps = acts.size(0), batch = acts.size(1), H = weight_hh.size(1);
+  Tensor grad_projected = at::empty({steps, batch, 3 * H}, acts.options());
+  Tensor grad_recurrent = at::empty({steps, batch, 3 * H}, acts.options());  // dL/d(U h_{t-1} + b_hh)
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "gru_backward", [&] {
+    gru_backward_impl<scalar_t>(grad_hs, weight_hh, slot, hs, acts, recurrent_n, pres, grad_projected,
+                                grad_recurrent);
+  });
+  Tensor grad_weight_hh = at::zeros_like(weight_hh);
+  if (steps > 1)
+    at::mm_out(grad_weight_hh, grad_recurrent.narrow(0, 1, steps - 1).reshape({-1, 3 * H}).t(),
+               hs.narrow(0, 0, steps - 1).reshape({-1, H}));
+  Tensor grad_bias_hh = grad_recurrent.reshape({-1, 3 * H}).sum(0);
+  return {grad_projected, grad_weight_hh, grad_bias_hh};
+}
+
+// ------------------------------------------------------------------------------------------------ RNN
+//
+// h_t = candidate(W x_t + b + U h_{t-1}).
+
+template <typename T>
+void rnn_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Slot& candidate, Tensor& hs,
+                      Tensor& pres) {
+  const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
+  const Tensor w_t = weight_hh.t();
+  const Tensor zeros = at::zeros({batch, H}, projected.options());
+  for (int64_t t = 0; t < steps; ++t) {
+    Tensor pre = pres.defined() ? pres[t] : hs[t];
+    at::addmm_out(pre, projected[t], t > 0 ? hs[t - 1] : zeros, w_t);
+    activate(candidate, pre.data_ptr<T>(), hs[t].data_ptr<T>(), batch * H);
+  }
+}
+
+std::vector<Tensor> rnn_forward(Tensor projected, Tensor weight_hh, std::vector<int64_t> codes,
+                                std::vector<double> slopes) {
+  check_sequence(projected, weight_hh, 1);
+  const auto slot = slots_of(codes, slopes);
+  TORCH_CHECK(slot.size() == 1, "the RNN takes a candidate code");
+  projected = projected.contiguous();
+  weight_hh = weight_hh.contiguous();
+  Tensor hs = at::empty_like(projected);
+  Tensor pres = needs_input(slot[0]) ? at::empty_like(projected) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "rnn_forward", [&] {
+    rnn_forward_impl<scalar_t>(projected, weight_hh, slot[0], hs, pres);
+  });
+  return {hs, pres.defined() ? pres : at::empty({0}, projected.options())};
+}
+
+std::vector<Tensor> rnn_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Tensor pres, std::vector<int64_t> codes,
+                                 std::vector<double> slopes) {
+  const auto slot = slots_of(codes, slopes);
+  grad_hs = grad_hs.contiguous();
+  weight_hh = weight_hh.contiguous();
+  if (pres.defined() && pres.numel() == 0) pres = Tensor();
+  const int64_t steps = hs.size(0), batch = hs.size(1), H = hs.size(2);
+  Tensor grad_pre = at::empty_like(hs);
+  Tensor dh = at::empty({batch, H}, hs.options());
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnn_backward", [&] {
+    std::vector<scalar_t> slope(batch * H);
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      if (t == steps - 1)
+        dh.copy_(grad_hs[t]);
+      else
+        at::addmm_out(dh, grad_hs[t], grad_pre[t + 1], weight_hh);
+      slope_of(slot[0], pres.defined() ? pres[t].data_ptr<scalar_t>() : nullptr, hs[t].data_ptr<scalar_t>(),
+               slope.data(), batch * H);
+      const scalar_t* d = dh.data_ptr<scalar_t>();
+      scalar_t* g = grad_pre[t].data_ptr<scalar_t>();
+      for (int64_t k = 0; k < batch * H; ++k) g[k] = d[k] * slope[k];
+    }
+  });
+  Tensor grad_weight_hh = at::zeros_like(weight_hh);
+  if (steps > 1)
+    at::mm_out(grad_weight_hh, grad_pre.narrow(0, 1, steps - 1).reshape({-1, H}).t(),
+               hs.narrow(0, 0, steps - 1).reshape({-1, H}));
+  return {grad_pre, grad_weight_hh};
+}
+
+// Activation and derivative alone, so that tests can pin every code to the registry directly.
+std::vector<Tensor> activation(Tensor x, int64_t code, double negative_slope) {
+  x = x.contiguous();
+  const Slot slot{code, negative_slope};
+  TORCH_CHECK(code >= 0 && code < CODE_COUNT, "unknown activation code ", code);
+  Tensor y = at::empty_like(x), d = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "activation", [&] {
+    activate(slot, x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), x.numel());
+    slope_of(slot, x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), d.data_ptr<scalar_t>(), x.numel());
+  });
+  return {y, d};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_forward", &lstm_forward, "LSTM (any Greff et al. variant) over all steps: hs, acts, cells, pres");
+  m.def("lstm_backward", &lstm_backward, "LSTM backward through time: d projected, d W_hh, d peephole, d R");
+  m.def("gru_forward", &gru_forward, "GRU over all steps: hs, acts, U_n h + b_hn, pres");
+  m.def("gru_backward", &gru_backward, "GRU backward through time: d projected, d W_hh, d b_hh");
+  m.def("rnn_forward", &rnn_forward, "vanilla RNN over all steps: hs, pres");
+  m.def("rnn_backward", &rnn_backward, "vanilla RNN backward through time: d projected, d W_hh");
+  m.def("activation", &activation, "an activation and its derivative, by code: y, dy/dx");
+  m.def("code_count", [] { return static_cast<int64_t>(CODE_COUNT); });
+}
