@@ -19,12 +19,61 @@
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
+
+// The BLAS torch itself links (MKL in the x86 wheels) exports the Fortran gemm entry points. Calling them
+// directly skips the dispatcher and the tensor bookkeeping of at::addmm, which cost as much as the matmul
+// itself at hidden 32; declared weak so that a torch without them falls back to at::addmm_out.
+extern "C" {
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc) __attribute__((weak));
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc) __attribute__((weak));
+}
 
 namespace {
 
 using at::Tensor;
+
+template <typename T>
+struct Fortran;
+template <>
+struct Fortran<float> {
+  static constexpr auto gemm = &sgemm_;
+};
+template <>
+struct Fortran<double> {
+  static constexpr auto gemm = &dgemm_;
+};
+
+// Row-major C (m x n, row stride ldc) = op(A) op(B) + beta C, op(A) (m x k) = A or A^T as `ta` says, op(B)
+// (k x n) likewise; lda and ldb are the row strides of A and B as stored.
+template <typename T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+          T beta, T* c, int64_t ldc) {
+  auto fortran = Fortran<T>::gemm;
+  if (fortran != nullptr) {
+    // Row-major C = A B is column-major C^T = B^T A^T: swap the operands, keep the flags.
+    const char tb_c = tb ? 'T' : 'N', ta_c = ta ? 'T' : 'N';
+    const int mi = static_cast<int>(n), ni = static_cast<int>(m), ki = static_cast<int>(k);
+    const int ldbi = static_cast<int>(ldb), ldai = static_cast<int>(lda), ldci = static_cast<int>(ldc);
+    const T one = T(1);
+    fortran(&tb_c, &ta_c, &mi, &ni, &ki, &one, b, &ldbi, a, &ldai, &beta, c, &ldci);
+    return;
+  }
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  auto view = [&](const T* data, bool transposed, int64_t rows, int64_t cols, int64_t ld) {
+    // (rows x cols) as used; stored transposed it is (cols x rows) with row stride ld.
+    if (transposed) return at::from_blob(const_cast<T*>(data), {cols, rows}, {ld, 1}, options).t();
+    return at::from_blob(const_cast<T*>(data), {rows, cols}, {ld, 1}, options);
+  };
+  Tensor out = at::from_blob(c, {m, n}, {ldc, 1}, options);
+  at::addmm_out(out, out, view(a, ta, m, k, lda), view(b, tb, k, n, ldb), beta, 1);
+}
 
 // Keep in the order of ACTIVATION_CODES (actstudy/native/__init__.py).
 enum Code : int64_t {
@@ -243,9 +292,14 @@ void lstm_forward_impl(const Tensor& projected, const Tensor& weight_hh, const T
   const int64_t H = weight_hh.size(1);
   const Slot gate = slot[0], candidate = slot[1], output = slot[2];
   const bool keep = pres.defined();
-  const Tensor w_t = weight_hh.t();
-  const Tensor spread_t = L.recurrent_gates ? spread.t() : Tensor();
-  const Tensor zeros = at::zeros({batch, H}, projected.options());
+  const T* w = weight_hh.data_ptr<T>();
+  const T* spread_p = L.recurrent_gates ? spread.data_ptr<T>() : nullptr;
+  const T* in_p = projected.data_ptr<T>();
+  T* hs_p = hs.data_ptr<T>();
+  T* acts_p = acts.data_ptr<T>();
+  T* cells_p = cells.data_ptr<T>();
+  T* pres_p = keep ? pres.data_ptr<T>() : nullptr;
+  const int64_t tile = batch * width, state = batch * H;  // elements per step
   const T* pe = peephole.defined() ? peephole.data_ptr<T>() : nullptr;
   const T* pe_i = L.pi >= 0 ? pe + L.pi * H : nullptr;
   const T* pe_f = L.pf >= 0 ? pe + L.pf * H : nullptr;
@@ -253,14 +307,17 @@ void lstm_forward_impl(const Tensor& projected, const Tensor& weight_hh, const T
   std::vector<T> squashed(H);
   for (int64_t t = 0; t < steps; ++t) {
     // Pre-activations go straight into the activation buffer (activated in place) unless kept.
-    Tensor pre = keep ? pres[t] : acts[t];
-    at::addmm_out(pre, projected[t], t > 0 ? hs[t - 1] : zeros, w_t);  // (B, G*H)
-    if (L.recurrent_gates && t > 0) pre.addmm_(acts[t - 1], spread_t);
-    T* pre_p = pre.data_ptr<T>();
-    T* act_p = acts[t].data_ptr<T>();
-    T* c_p = cells[t].data_ptr<T>();
-    T* h_p = hs[t].data_ptr<T>();
-    const T* c_prev_p = t > 0 ? cells[t - 1].data_ptr<T>() : nullptr;
+    T* pre_p = keep ? pres_p + t * tile : acts_p + t * tile;
+    T* act_p = acts_p + t * tile;
+    std::copy(in_p + t * tile, in_p + (t + 1) * tile, pre_p);
+    if (t > 0) {
+      gemm<T>(false, true, batch, width, H, hs_p + (t - 1) * state, H, w, H, T(1), pre_p, width);  // += h W^T
+      if (L.recurrent_gates)
+        gemm<T>(false, true, batch, width, width, act_p - tile, width, spread_p, width, T(1), pre_p, width);
+    }
+    T* c_p = cells_p + t * state;
+    T* h_p = hs_p + t * state;
+    const T* c_prev_p = t > 0 ? c_p - state : nullptr;
     for (int64_t b = 0; b < batch; ++b) {
       T* p = pre_p + b * width;
       T* a = act_p + b * width;
@@ -332,10 +389,16 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
   const int64_t H = weight_hh.size(1);
   const Slot gate = slot[0], candidate = slot[1], output = slot[2];
   const bool keep = pres.defined();
-  const auto options = acts.options();
-  Tensor dh = at::empty({batch, H}, options);
-  Tensor dc = at::zeros({batch, H}, options);  // dL/dc_t from step t+1
-  Tensor from_gates = L.recurrent_gates ? at::zeros({batch, width}, options) : Tensor();  // dL/d act_t via R
+  const int64_t tile = batch * width, state = batch * H;  // elements per step
+  std::vector<T> dh(state), dc(state, T(0));  // dL/dh_t; dL/dc_t from step t+1
+  std::vector<T> from_gates(L.recurrent_gates ? tile : 0);  // dL/d act_t through the gate recurrence
+  const T* w = weight_hh.data_ptr<T>();
+  const T* spread_p = L.recurrent_gates ? spread.data_ptr<T>() : nullptr;
+  const T* grad_hs_p = grad_hs.data_ptr<T>();
+  const T* acts_p = acts.data_ptr<T>();
+  const T* pres_p = keep ? pres.data_ptr<T>() : nullptr;
+  const T* cells_p = cells.data_ptr<T>();
+  T* grad_pre_p = grad_pre.data_ptr<T>();
   const T* pe = peephole.defined() ? peephole.data_ptr<T>() : nullptr;
   const T* pe_i = L.pi >= 0 ? pe + L.pi * H : nullptr;
   const T* pe_f = L.pf >= 0 ? pe + L.pf * H : nullptr;
@@ -346,21 +409,23 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
   T* gpe_o = L.po >= 0 ? gpe + L.po * H : nullptr;
   std::vector<T> squashed(H), squashed_slope(H), slope(width);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    if (t == steps - 1) {
-      dh.copy_(grad_hs[t]);
-    } else {
-      at::addmm_out(dh, grad_hs[t], grad_pre[t + 1], weight_hh);  // dL/dh_t: from above and from step t+1
-      if (L.recurrent_gates) at::mm_out(from_gates, grad_pre[t + 1], spread);
-    }
+    // dL/dh_t: from above, and from step t+1 through W_hh
+    std::copy(grad_hs_p + t * state, grad_hs_p + (t + 1) * state, dh.data());
     const bool gates_feedback = L.recurrent_gates && t < steps - 1;
-    const T* act_p = acts[t].data_ptr<T>();
-    const T* pre_p = keep ? pres[t].data_ptr<T>() : nullptr;
-    const T* c_p = cells[t].data_ptr<T>();
-    const T* c_prev_p = t > 0 ? cells[t - 1].data_ptr<T>() : nullptr;
-    const T* dh_p = dh.data_ptr<T>();
-    const T* fg_p = gates_feedback ? from_gates.data_ptr<T>() : nullptr;
-    T* dc_p = dc.data_ptr<T>();
-    T* gp_p = grad_pre[t].data_ptr<T>();
+    if (t < steps - 1) {
+      gemm<T>(false, false, batch, H, width, grad_pre_p + (t + 1) * tile, width, w, H, T(1), dh.data(), H);
+      if (gates_feedback)
+        gemm<T>(false, false, batch, width, width, grad_pre_p + (t + 1) * tile, width, spread_p, width, T(0),
+                from_gates.data(), width);
+    }
+    const T* act_p = acts_p + t * tile;
+    const T* pre_p = keep ? pres_p + t * tile : nullptr;
+    const T* c_p = cells_p + t * state;
+    const T* c_prev_p = t > 0 ? c_p - state : nullptr;
+    const T* dh_p = dh.data();
+    const T* fg_p = gates_feedback ? from_gates.data() : nullptr;
+    T* dc_p = dc.data();
+    T* gp_p = grad_pre_p + t * tile;
     for (int64_t b = 0; b < batch; ++b) {
       const T* a = act_p + b * width;
       const T* x = pre_p ? pre_p + b * width : nullptr;
@@ -459,19 +524,22 @@ void gru_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Te
   const int64_t width = 3 * H, two = 2 * H;
   const Slot gate = slot[0], candidate = slot[1];
   const bool keep = pres.defined();
-  const Tensor w_t = weight_hh.t();
-  const Tensor zeros = at::zeros({batch, H}, projected.options());
-  Tensor recurrent = at::empty({batch, width}, projected.options());
-  std::vector<T> scratch(width);
+  const int64_t tile = batch * width, state = batch * H;  // elements per step
+  const T* w = weight_hh.data_ptr<T>();
+  const T* bias = bias_hh.data_ptr<T>();
+  std::vector<T> recurrent(tile), scratch(width);
   for (int64_t t = 0; t < steps; ++t) {
-    at::addmm_out(recurrent, bias_hh, t > 0 ? hs[t - 1] : zeros, w_t);  // U h + b_hh, (B, 3H)
-    const T* in_p = projected[t].data_ptr<T>();
-    const T* rec_p = recurrent.data_ptr<T>();
-    T* act_p = acts[t].data_ptr<T>();
-    T* rn_p = recurrent_n[t].data_ptr<T>();
-    T* h_p = hs[t].data_ptr<T>();
-    T* pre_base = keep ? pres[t].data_ptr<T>() : nullptr;
-    const T* h_prev_p = t > 0 ? hs[t - 1].data_ptr<T>() : nullptr;
+    for (int64_t b = 0; b < batch; ++b) std::copy(bias, bias + width, recurrent.data() + b * width);
+    if (t > 0)  // U h + b_hh, (B, 3H)
+      gemm<T>(false, true, batch, width, H, hs.data_ptr<T>() + (t - 1) * state, H, w, H, T(1), recurrent.data(),
+              width);
+    const T* in_p = projected.data_ptr<T>() + t * tile;
+    const T* rec_p = recurrent.data();
+    T* act_p = acts.data_ptr<T>() + t * tile;
+    T* rn_p = recurrent_n.data_ptr<T>() + t * state;
+    T* h_p = hs.data_ptr<T>() + t * state;
+    T* pre_base = keep ? pres.data_ptr<T>() + t * tile : nullptr;
+    const T* h_prev_p = t > 0 ? h_p - state : nullptr;
     for (int64_t b = 0; b < batch; ++b) {
       const T* in = in_p + b * width;
       const T* rec = rec_p + b * width;
@@ -522,19 +590,19 @@ void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const std
   const int64_t width = 3 * H, two = 2 * H;
   const Slot gate = slot[0], candidate = slot[1];
   const bool keep = pres.defined();
-  Tensor dh = grad_hs[steps - 1].clone();
-  Tensor direct = at::empty({batch, H}, acts.options());  // dL/dh_{t-1} from above and through z h_{t-1}
+  const int64_t tile = batch * width, state = batch * H;  // elements per step
+  const T* w = weight_hh.data_ptr<T>();
+  const T* grad_hs_p = grad_hs.data_ptr<T>();
+  std::vector<T> dh(grad_hs_p + (steps - 1) * state, grad_hs_p + steps * state);
   std::vector<T> slope(width);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    const T* act_p = acts[t].data_ptr<T>();
-    const T* pre_p = keep ? pres[t].data_ptr<T>() : nullptr;
-    const T* rn_p = recurrent_n[t].data_ptr<T>();
-    const T* h_prev_p = t > 0 ? hs[t - 1].data_ptr<T>() : nullptr;
-    const T* above_p = t > 0 ? grad_hs[t - 1].data_ptr<T>() : nullptr;
-    const T* dh_p = dh.data_ptr<T>();
-    T* direct_p = direct.data_ptr<T>();
-    T* gp_p = grad_projected[t].data_ptr<T>();
-    T* gr_p = grad_recurrent[t].data_ptr<T>();
+    const T* act_p = acts.data_ptr<T>() + t * tile;
+    const T* pre_p = keep ? pres.data_ptr<T>() + t * tile : nullptr;
+    const T* rn_p = recurrent_n.data_ptr<T>() + t * state;
+    const T* h_prev_p = t > 0 ? hs.data_ptr<T>() + (t - 1) * state : nullptr;
+    const T* dh_p = dh.data();
+    T* gp_p = grad_projected.data_ptr<T>() + t * tile;
+    T* gr_p = grad_recurrent.data_ptr<T>() + t * tile;
     for (int64_t b = 0; b < batch; ++b) {
       const T* a = act_p + b * width;
       const T* x = pre_p ? pre_p + b * width : nullptr;
@@ -558,13 +626,13 @@ void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const std
         gr[H + j] = d_pre_z;
         gr[two + j] = d_pre_n * r;  // r scales U_n h + b_hn
       }
-      if (above_p) {
-        T* db = direct_p + b * H;
-        const T* above = above_p + b * H;
-        for (int64_t j = 0; j < H; ++j) db[j] = above[j] + dhb[j] * a[H + j];
-      }
     }
-    if (t > 0) at::addmm_out(dh, direct, grad_recurrent[t], weight_hh);
+    if (t > 0) {
+      // dL/dh_{t-1} = from above + dh_t z_t + dL/d(U h_{t-1}) W_hh, overwriting dh row by row in place
+      const T* above = grad_hs_p + (t - 1) * state;
+      for (int64_t k = 0; k < state; ++k) dh[k] = above[k] + dh[k] * act_p[(k / H) * width + H + k % H];
+      gemm<T>(false, false, batch, H, width, gr_p, width, w, H, T(1), dh.data(), H);
+    }
   }
 }
 
@@ -597,12 +665,15 @@ template <typename T>
 void rnn_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Slot& candidate, Tensor& hs,
                       Tensor& pres) {
   const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
-  const Tensor w_t = weight_hh.t();
-  const Tensor zeros = at::zeros({batch, H}, projected.options());
+  const int64_t state = batch * H;
+  const T* w = weight_hh.data_ptr<T>();
+  const T* in_p = projected.data_ptr<T>();
+  T* hs_p = hs.data_ptr<T>();
   for (int64_t t = 0; t < steps; ++t) {
-    Tensor pre = pres.defined() ? pres[t] : hs[t];
-    at::addmm_out(pre, projected[t], t > 0 ? hs[t - 1] : zeros, w_t);
-    activate(candidate, pre.data_ptr<T>(), hs[t].data_ptr<T>(), batch * H);
+    T* pre = pres.defined() ? pres.data_ptr<T>() + t * state : hs_p + t * state;  // activated in place if not kept
+    std::copy(in_p + t * state, in_p + (t + 1) * state, pre);
+    if (t > 0) gemm<T>(false, true, batch, H, H, hs_p + (t - 1) * state, H, w, H, T(1), pre, H);
+    activate(candidate, pre, hs_p + t * state, state);
   }
 }
 
@@ -629,19 +700,20 @@ std::vector<Tensor> rnn_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Te
   if (pres.defined() && pres.numel() == 0) pres = Tensor();
   const int64_t steps = hs.size(0), batch = hs.size(1), H = hs.size(2);
   Tensor grad_pre = at::empty_like(hs);
-  Tensor dh = at::empty({batch, H}, hs.options());
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnn_backward", [&] {
-    std::vector<scalar_t> slope(batch * H);
+    using T = scalar_t;
+    const int64_t state = batch * H;
+    std::vector<T> slope(state), dh(state);
+    const T* w = weight_hh.data_ptr<T>();
+    const T* grad_hs_p = grad_hs.data_ptr<T>();
+    const T* hs_p = hs.data_ptr<T>();
+    T* gp = grad_pre.data_ptr<T>();
     for (int64_t t = steps - 1; t >= 0; --t) {
-      if (t == steps - 1)
-        dh.copy_(grad_hs[t]);
-      else
-        at::addmm_out(dh, grad_hs[t], grad_pre[t + 1], weight_hh);
-      slope_of(slot[0], pres.defined() ? pres[t].data_ptr<scalar_t>() : nullptr, hs[t].data_ptr<scalar_t>(),
-               slope.data(), batch * H);
-      const scalar_t* d = dh.data_ptr<scalar_t>();
-      scalar_t* g = grad_pre[t].data_ptr<scalar_t>();
-      for (int64_t k = 0; k < batch * H; ++k) g[k] = d[k] * slope[k];
+      std::copy(grad_hs_p + t * state, grad_hs_p + (t + 1) * state, dh.data());  // from above ...
+      if (t < steps - 1) gemm<T>(false, false, batch, H, H, gp + (t + 1) * state, H, w, H, T(1), dh.data(), H);
+      slope_of(slot[0], pres.defined() ? pres.data_ptr<T>() + t * state : nullptr, hs_p + t * state, slope.data(),
+               state);
+      for (int64_t k = 0; k < state; ++k) gp[t * state + k] = dh[k] * slope[k];
     }
   });
   Tensor grad_weight_hh = at::zeros_like(weight_hh);
