@@ -1,4 +1,12 @@
-"""Hand-written backpropagation through time for the plain LSTM, GRU and RNN cells.
+"""Hand-written backpropagation through time for the custom cells, compiled and in Python.
+
+The compiled loop (actstudy/native/recurrent.cpp, wrapped by the Compiled*Function classes at the end of
+this file) runs the LSTM with every Greff et al. variant, the GRU and the RNN, forward and backward, in
+one native call per layer and direction; it is what the cells use wherever it could be built. The Python
+functions below are its fallback (no compiler, a failed build, CUDA tensors) for the plain LSTM, GRU and
+RNN; the Greff variants then loop their steps under autograd.
+
+The Python loop, in detail:
 
 Why: autograd records every small op of every time step and replays each one backwards, so an
 eager custom cell pays per-op bookkeeping T times over (2.6-4.6x torch.nn.LSTM here, reference.md
