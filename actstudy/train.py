@@ -24,6 +24,7 @@ from actstudy.config import plain
 from actstudy.sweeps import CHECKPOINT, FINISHED, read_summary, run_id
 from actstudy.model import SequenceModel, count_parameters
 from actstudy.probe import activation_stats
+from actstudy.runtime_threads import default_threads
 from actstudy.tasks import build_task
 
 log = logging.getLogger("actstudy")
@@ -111,7 +112,7 @@ def keep_freed_memory() -> bool:
 
 def prepare_torch(cfg: DictConfig) -> int:
     """Fix threads, flush denormals and keep freed memory (reference.md §5: each is worth 2-80x here)."""
-    threads = cfg.threads or usable_cores()
+    threads = cfg.threads or default_threads()  # 1 unless asked: fast beside busy cores (runtime_threads.py)
     torch.set_num_threads(threads)
     # Gradients that vanish through time become subnormal floats, and x86 arithmetic on them is very slow.
     torch.set_flush_denormal(True)
