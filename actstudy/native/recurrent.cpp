@@ -260,40 +260,28 @@ LSTMLayout lstm_layout(const std::vector<int64_t>& blocks, const std::vector<int
           recurrence.defined() && recurrence.numel() > 0};
 }
 
-// (G*H, G*H) matrix with R at the rows and columns of i, f, o and zeros elsewhere, so that the gate
-// recurrence is one matmul against a step's whole activation row.
-Tensor spread_recurrence(const Tensor& recurrence, const LSTMLayout& L, int64_t hidden, int64_t width) {
-  Tensor full = at::zeros({width, width}, recurrence.options());
+// buf (B, 3H) = the i, f, o blocks of `rows` (B, G*H): the gate values (or their gradients) that the gate
+// recurrence reads, side by side.
+template <typename T>
+void gather_gates(const T* rows, const LSTMLayout& L, int64_t batch, int64_t H, int64_t width, T* buf) {
   const int64_t gates[3] = {L.bi, L.bf, L.bo};
-  for (int64_t r = 0; r < 3; ++r)
-    for (int64_t c = 0; c < 3; ++c)
-      full.narrow(0, gates[r] * hidden, hidden)
-          .narrow(1, gates[c] * hidden, hidden)
-          .copy_(recurrence.narrow(0, r * hidden, hidden).narrow(1, c * hidden, hidden));
-  return full;
-}
-
-Tensor gather_recurrence_grad(const Tensor& full, const LSTMLayout& L, int64_t hidden) {
-  Tensor grad = at::empty({3 * hidden, 3 * hidden}, full.options());
-  const int64_t gates[3] = {L.bi, L.bf, L.bo};
-  for (int64_t r = 0; r < 3; ++r)
-    for (int64_t c = 0; c < 3; ++c)
-      grad.narrow(0, r * hidden, hidden)
-          .narrow(1, c * hidden, hidden)
-          .copy_(full.narrow(0, gates[r] * hidden, hidden).narrow(1, gates[c] * hidden, hidden));
-  return grad;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t r = 0; r < 3; ++r)
+      std::copy(rows + b * width + gates[r] * H, rows + b * width + (gates[r] + 1) * H, buf + (b * 3 + r) * H);
 }
 
 template <typename T>
 void lstm_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Tensor& peephole,
-                       const Tensor& spread, const LSTMLayout& L, const std::vector<Slot>& slot, Tensor& hs,
+                       const Tensor& recurrence, const LSTMLayout& L, const std::vector<Slot>& slot, Tensor& hs,
                        Tensor& acts, Tensor& cells, Tensor& pres) {
   const int64_t steps = projected.size(0), batch = projected.size(1), width = projected.size(2);
   const int64_t H = weight_hh.size(1);
   const Slot gate = slot[0], candidate = slot[1], output = slot[2];
   const bool keep = pres.defined();
   const T* w = weight_hh.data_ptr<T>();
-  const T* spread_p = L.recurrent_gates ? spread.data_ptr<T>() : nullptr;
+  const T* rec = L.recurrent_gates ? recurrence.data_ptr<T>() : nullptr;  // R (3H, 3H)
+  std::vector<T> gates_prev(L.recurrent_gates ? batch * 3 * H : 0);      // [i, f, o]_{t-1}
+  const int64_t gate_blocks[3] = {L.bi, L.bf, L.bo};
   const T* in_p = projected.data_ptr<T>();
   T* hs_p = hs.data_ptr<T>();
   T* acts_p = acts.data_ptr<T>();
@@ -312,8 +300,12 @@ void lstm_forward_impl(const Tensor& projected, const Tensor& weight_hh, const T
     std::copy(in_p + t * tile, in_p + (t + 1) * tile, pre_p);
     if (t > 0) {
       gemm<T>(false, true, batch, width, H, hs_p + (t - 1) * state, H, w, H, T(1), pre_p, width);  // += h W^T
-      if (L.recurrent_gates)
-        gemm<T>(false, true, batch, width, width, act_p - tile, width, spread_p, width, T(1), pre_p, width);
+      if (L.recurrent_gates) {  // the i, f, o pre-activations += R [i, f, o]_{t-1}, one block row of R each
+        gather_gates(act_p - tile, L, batch, H, width, gates_prev.data());
+        for (int64_t r = 0; r < 3; ++r)
+          gemm<T>(false, true, batch, H, 3 * H, gates_prev.data(), 3 * H, rec + r * H * 3 * H, 3 * H, T(1),
+                  pre_p + gate_blocks[r] * H, width);
+      }
     }
     T* c_p = cells_p + t * state;
     T* h_p = hs_p + t * state;
@@ -373,27 +365,30 @@ std::vector<Tensor> lstm_forward(Tensor projected, Tensor weight_hh, Tensor peep
   Tensor acts = at::empty({steps, batch, width}, options);
   Tensor cells = at::empty({steps, batch, H}, options);
   Tensor pres = needs_input(slot[0]) || needs_input(slot[1]) ? at::empty({steps, batch, width}, options) : Tensor();
-  Tensor spread = L.recurrent_gates ? spread_recurrence(recurrence, L, H, width) : Tensor();
+  if (L.recurrent_gates) recurrence = recurrence.contiguous();
   AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "lstm_forward", [&] {
-    lstm_forward_impl<scalar_t>(projected, weight_hh, peephole, spread, L, slot, hs, acts, cells, pres);
+    lstm_forward_impl<scalar_t>(projected, weight_hh, peephole, recurrence, L, slot, hs, acts, cells, pres);
   });
   return {hs, acts, cells, pres.defined() ? pres : at::empty({0}, options)};
 }
 
 template <typename T>
 void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Tensor& peephole,
-                        const Tensor& spread, const LSTMLayout& L, const std::vector<Slot>& slot,
+                        const Tensor& recurrence, const LSTMLayout& L, const std::vector<Slot>& slot,
                         const Tensor& acts, const Tensor& cells, const Tensor& pres, Tensor& grad_pre,
-                        Tensor& grad_peephole) {
+                        Tensor& grad_peephole, Tensor& grad_recurrence) {
   const int64_t steps = acts.size(0), batch = acts.size(1), width = acts.size(2);
   const int64_t H = weight_hh.size(1);
   const Slot gate = slot[0], candidate = slot[1], output = slot[2];
   const bool keep = pres.defined();
   const int64_t tile = batch * width, state = batch * H;  // elements per step
   std::vector<T> dh(state), dc(state, T(0));  // dL/dh_t; dL/dc_t from step t+1
-  std::vector<T> from_gates(L.recurrent_gates ? tile : 0);  // dL/d act_t through the gate recurrence
+  std::vector<T> from_gates(L.recurrent_gates ? tile : 0);  // dL/d act_t through the gate recurrence (i, f, o)
+  std::vector<T> gates_prev(L.recurrent_gates ? batch * 3 * H : 0), grad_gates(gates_prev.size());
+  const int64_t gate_blocks[3] = {L.bi, L.bf, L.bo};
+  const T* rec = L.recurrent_gates ? recurrence.data_ptr<T>() : nullptr;
+  T* grad_rec = L.recurrent_gates ? grad_recurrence.data_ptr<T>() : nullptr;
   const T* w = weight_hh.data_ptr<T>();
-  const T* spread_p = L.recurrent_gates ? spread.data_ptr<T>() : nullptr;
   const T* grad_hs_p = grad_hs.data_ptr<T>();
   const T* acts_p = acts.data_ptr<T>();
   const T* pres_p = keep ? pres.data_ptr<T>() : nullptr;
@@ -412,12 +407,8 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
     // dL/dh_t: from above, and from step t+1 through W_hh
     std::copy(grad_hs_p + t * state, grad_hs_p + (t + 1) * state, dh.data());
     const bool gates_feedback = L.recurrent_gates && t < steps - 1;
-    if (t < steps - 1) {
+    if (t < steps - 1)
       gemm<T>(false, false, batch, H, width, grad_pre_p + (t + 1) * tile, width, w, H, T(1), dh.data(), H);
-      if (gates_feedback)
-        gemm<T>(false, false, batch, width, width, grad_pre_p + (t + 1) * tile, width, spread_p, width, T(0),
-                from_gates.data(), width);
-    }
     const T* act_p = acts_p + t * tile;
     const T* pre_p = keep ? pres_p + t * tile : nullptr;
     const T* c_p = cells_p + t * state;
@@ -477,6 +468,16 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
         if (gpe_o) gpe_o[j] += d_pre_o * c[j];
       }
     }
+    if (L.recurrent_gates && t > 0) {
+      // d pre_{i,f,o} at t against [i, f, o]_{t-1}: dL/dR += its outer products; dL/d[i, f, o]_{t-1} for step t-1.
+      gather_gates(gp_p, L, batch, H, width, grad_gates.data());
+      gather_gates(act_p - tile, L, batch, H, width, gates_prev.data());
+      gemm<T>(true, false, 3 * H, 3 * H, batch, grad_gates.data(), 3 * H, gates_prev.data(), 3 * H, T(1), grad_rec,
+              3 * H);
+      for (int64_t r = 0; r < 3; ++r)
+        gemm<T>(false, false, batch, H, 3 * H, grad_gates.data(), 3 * H, rec + r * H, 3 * H, T(0),
+                from_gates.data() + gate_blocks[r] * H, width);
+    }
   }
 }
 
@@ -494,22 +495,19 @@ std::vector<Tensor> lstm_backward(Tensor grad_hs, Tensor weight_hh, Tensor peeph
   const int64_t H = weight_hh.size(1);
   Tensor grad_pre = at::empty({steps, batch, width}, acts.options());
   Tensor grad_peephole = peephole.defined() ? at::zeros_like(peephole) : Tensor();
-  Tensor spread = L.recurrent_gates ? spread_recurrence(recurrence, L, H, width) : Tensor();
+  if (L.recurrent_gates) recurrence = recurrence.contiguous();
+  Tensor grad_recurrence = L.recurrent_gates ? at::zeros_like(recurrence) : at::empty({0}, acts.options());
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstm_backward", [&] {
-    lstm_backward_impl<scalar_t>(grad_hs, weight_hh, peephole, spread, L, slot, acts, cells, pres, grad_pre,
-                                 grad_peephole);
+    lstm_backward_impl<scalar_t>(grad_hs, weight_hh, peephole, recurrence, L, slot, acts, cells, pres, grad_pre,
+                                 grad_peephole, grad_recurrence);
   });
   // dL/dW_hh = sum_t dpre_t^T h_{t-1}, one matmul over every step's rows (h_0 = 0 adds nothing).
   Tensor grad_weight_hh = at::zeros_like(weight_hh);
-  Tensor grad_recurrence = L.recurrent_gates ? at::zeros_like(recurrence) : Tensor();
-  if (steps > 1) {
-    Tensor later = grad_pre.narrow(0, 1, steps - 1).reshape({-1, width}).t();  // (G*H, (T-1)*B)
-    at::mm_out(grad_weight_hh, later, hs.narrow(0, 0, steps - 1).reshape({-1, H}));
-    if (L.recurrent_gates)
-      grad_recurrence = gather_recurrence_grad(later.mm(acts.narrow(0, 0, steps - 1).reshape({-1, width})), L, H);
-  }
+  if (steps > 1)  // (G*H, (T-1)*B) @ ((T-1)*B, H)
+    at::mm_out(grad_weight_hh, grad_pre.narrow(0, 1, steps - 1).reshape({-1, width}).t(),
+               hs.narrow(0, 0, steps - 1).reshape({-1, H}));
   return {grad_pre, grad_weight_hh, grad_peephole.defined() ? grad_peephole : at::empty({0}, acts.options()),
-          grad_recurrence.defined() ? grad_recurrence : at::empty({0}, acts.options())};
+          grad_recurrence};
 }
 
 // ------------------------------------------------------------------------------------------------ GRU
