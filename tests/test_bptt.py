@@ -25,14 +25,15 @@ TOL = dict(atol=1e-9, rtol=1e-6)  # far below any wrong term
 # reference is off by ~3e-8 relative per step for it; the registry uses the exact 1/6.
 LOOSE = dict(atol=1e-7, rtol=1e-5)
 
-COMPILER = shutil.which(os.environ.get("CXX", "c++")) is not None and os.environ.get("ACTSTUDY_NATIVE") != "0"
+COMPILER = (shutil.which(os.environ.get("CXX", "c++")) is not None and shutil.which("ninja") is not None
+            and os.environ.get("ACTSTUDY_NATIVE") != "0")
 PATHS = ["compiled", "python"]
 
 
 def test_the_compiled_loop_builds_wherever_a_compiler_is_present():
     # Without this, a broken build would silently leave every test below on the Python loop.
     if not COMPILER:
-        pytest.skip("no C++ compiler (or ACTSTUDY_NATIVE=0): the Python loop is the one that runs")
+        pytest.skip("no C++ compiler or ninja (or ACTSTUDY_NATIVE=0): the Python loop is the one that runs")
     assert native.load() is not None, native.unavailable_reason()
 
 

@@ -1,10 +1,11 @@
 """The compiled sequence loop (recurrent.cpp): built on first use, once per machine, then loaded from cache.
 
-torch's extension machinery (torch.utils.cpp_extension.load) compiles the C++ with the machine's compiler
-and ninja and caches the result under torch's extension directory (TORCH_EXTENSIONS_DIR, by default
-~/.cache/torch_extensions); it rebuilds only when the source or the flags change. Where it cannot be built
-(no compiler, a failed build) or is turned off with ACTSTUDY_NATIVE=0, `load()` returns None and the custom
-cells run the Python loop of actstudy/bptt.py instead; either way the log says once which one runs.
+torch's extension machinery (torch.utils.cpp_extension.load) compiles the C++ with the machine's
+compiler and ninja (both must be on PATH) and caches the result under torch's extension directory
+(TORCH_EXTENSIONS_DIR, by default ~/.cache/torch_extensions); it rebuilds only when the source or the
+flags change. Where it cannot be built (no compiler, a failed build) or is turned off with
+ACTSTUDY_NATIVE=0, `load()` returns None and the custom cells run the Python loop of actstudy/bptt.py
+instead; either way the log says once which one runs.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ def _build_options() -> tuple[str, list[str]]:
     return "actstudy_recurrent_base", flags
 
 
+def _cached(name: str) -> bool:
+    """Whether a build of `name` is already in torch's extension directory (a rebuild may still follow)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return any(Path(_get_build_directory(name, verbose=False)).glob("*.so"))
+    except Exception:  # a private helper of torch's: if it moves, just say nothing
+        return True
+
+
 def load() -> Optional[Any]:
     """The compiled module, building it on first use; None where it cannot be had (logged once)."""
     if "module" in _loaded:
@@ -60,11 +71,15 @@ def load() -> Optional[Any]:
         reason = "ACTSTUDY_NATIVE=0"
     elif shutil.which(os.environ.get("CXX", "c++")) is None:
         reason = "no C++ compiler on PATH"
+    elif shutil.which("ninja") is None:
+        reason = "no ninja on PATH (pip install ninja, or the system's ninja-build package)"
     else:
         try:
             from torch.utils.cpp_extension import load as build
 
             name, flags = _build_options()
+            if not _cached(name):
+                log.warning("custom cells: compiling the sequence loop (once per machine; a minute or more)")
             module = build(name=name, sources=[str(SOURCE)], extra_cflags=flags, verbose=False)
             if module.code_count() != len(ACTIVATION_CODES):
                 module, reason = None, "its activation codes differ from actstudy/native/__init__.py's"
