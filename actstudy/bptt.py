@@ -43,6 +43,7 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from actstudy.activations import Activation
 
@@ -300,6 +301,7 @@ class CompiledLSTMFunction(torch.autograd.Function):
         return hs
 
     @staticmethod
+    @once_differentiable  # the native backward records no graph: a second derivative must fail, not read 0
     def backward(ctx, grad_hs: Tensor):
         module, layout, codes, slopes, has_peephole, has_recurrence = ctx.config
         grad_pre, grad_weight_hh, grad_peephole, grad_recurrence = module.lstm_backward(
@@ -321,6 +323,7 @@ class CompiledGRUFunction(torch.autograd.Function):
         return hs
 
     @staticmethod
+    @once_differentiable  # the native backward records no graph: a second derivative must fail, not read 0
     def backward(ctx, grad_hs: Tensor):
         module, codes, slopes = ctx.config
         grads = module.gru_backward(grad_hs, *ctx.saved_tensors, codes, slopes)
@@ -340,6 +343,7 @@ class CompiledRNNFunction(torch.autograd.Function):
         return hs
 
     @staticmethod
+    @once_differentiable  # the native backward records no graph: a second derivative must fail, not read 0
     def backward(ctx, grad_hs: Tensor):
         module, codes, slopes = ctx.config
         grads = module.rnn_backward(grad_hs, *ctx.saved_tensors, codes, slopes)

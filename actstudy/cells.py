@@ -125,7 +125,7 @@ class RecurrentCell(nn.Module):
 
     def _compiled(self, projected: Tensor, compiled: bool, *slots: Activation) -> Optional[tuple[Any, list, list]]:
         """(module, codes, slopes) when the compiled loop can run this cell on `projected`, else None."""
-        if not compiled or projected.device.type != "cpu":
+        if not compiled or projected.device.type != "cpu" or projected.dtype not in (torch.float32, torch.float64):
             return None
         module = native.load()
         codes = native.slot_codes(*slots) if module is not None else None

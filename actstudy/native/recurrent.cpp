@@ -372,6 +372,26 @@ std::vector<Tensor> lstm_forward(Tensor projected, Tensor weight_hh, Tensor peep
   return {hs, acts, cells, pres.defined() ? pres : at::empty({0}, options)};
 }
 
+// One row of the plain LSTM's backward step: d pre for i, f, g, o from dL/dh_t and the carried dL/dc, and
+// dL/dc_{t-1} (into dc). `a` and `slope` are the row's gate values and their slopes (i, f, g, o blocks),
+// `cp` c_{t-1} or null at t = 0.
+template <typename T>
+void plain_lstm_row(int64_t H, const T* __restrict dh, const T* __restrict squashed, const T* __restrict squashed_slope,
+                    const T* __restrict a, const T* __restrict slope, const T* __restrict cp, T* __restrict dc,
+                    T* __restrict gp) {
+  const T *i = a, *f = a + H, *g = a + 2 * H, *o = a + 3 * H;
+  const T *si = slope, *sf = slope + H, *sg = slope + 2 * H, *so = slope + 3 * H;
+  if (cp == nullptr) std::fill(gp + H, gp + 2 * H, T(0));  // c_{-1} = 0: no forget-gate gradient at t = 0
+  for (int64_t j = 0; j < H; ++j) {
+    const T dcj = dc[j] + dh[j] * o[j] * squashed_slope[j];
+    gp[j] = dcj * g[j] * si[j];
+    if (cp) gp[H + j] = dcj * cp[j] * sf[j];  // loop-invariant: the compiler makes two loops of this one
+    gp[2 * H + j] = dcj * i[j] * sg[j];
+    gp[3 * H + j] = dh[j] * squashed[j] * so[j];
+    dc[j] = dcj * f[j];
+  }
+}
+
 template <typename T>
 void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Tensor& peephole,
                         const Tensor& recurrence, const LSTMLayout& L, const std::vector<Slot>& slot,
@@ -403,6 +423,9 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
   T* gpe_f = L.pf >= 0 ? gpe + L.pf * H : nullptr;
   T* gpe_o = L.po >= 0 ? gpe + L.po * H : nullptr;
   std::vector<T> squashed(H), squashed_slope(H), slope(width);
+  // torch.nn's LSTM (blocks i, f, g, o; no peepholes, no gate recurrence): a branch-free loop that vectorises.
+  const bool plain = L.bi == 0 && L.bf == 1 && L.bg == 2 && L.bo == 3 && !L.coupled && !L.recurrent_gates &&
+                     !pe_i && !pe_f && !pe_o;
   for (int64_t t = steps - 1; t >= 0; --t) {
     // dL/dh_t: from above, and from step t+1 through W_hh
     std::copy(grad_hs_p + t * state, grad_hs_p + (t + 1) * state, dh.data());
@@ -431,6 +454,10 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
       slope_of(candidate, x ? x + L.bg * H : nullptr, a + L.bg * H, slope.data() + L.bg * H, H);
       activate(output, c, squashed.data(), H);
       slope_of(output, c, squashed.data(), squashed_slope.data(), H);
+      if (plain) {
+        plain_lstm_row(H, dhb, squashed.data(), squashed_slope.data(), a, slope.data(), cp, dcb, gp);
+        continue;
+      }
       for (int64_t j = 0; j < H; ++j) {
         const T dhj = dhb[j];
         const T cpj = cp ? cp[j] : T(0);
