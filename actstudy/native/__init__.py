@@ -10,6 +10,7 @@ instead; either way the log says once which one runs.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -41,15 +42,18 @@ def _cpu_flags() -> set[str]:
 def _build_options() -> tuple[str, list[str]]:
     """Extension name and compiler flags: AVX2 vector code where the CPU has it, portable code elsewhere.
 
-    The name carries the instruction set so that a cache shared between different machines never hands
-    AVX2 code to a CPU without it.
+    The name carries the instruction set, so that a cache shared between different machines never hands
+    AVX2 code to a CPU without it, and a digest of the source: ninja decides what to rebuild by file times
+    alone, so a changed source whose time is not newer than the cached build (an upgrade that kept the
+    packaged file times, an edit during a build) would otherwise load the old code.
     """
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
     flags = ["-O3"]
     if {"avx2", "fma"} <= _cpu_flags():
         # torch's own kernels are built per instruction set the same way; its vector math (Sleef) is exported.
-        return "actstudy_recurrent_avx2", flags + ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2",
-                                                   "-DCPU_CAPABILITY_AVX2"]
-    return "actstudy_recurrent_base", flags
+        return f"actstudy_recurrent_avx2_{digest}", flags + ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2",
+                                                            "-DCPU_CAPABILITY_AVX2"]
+    return f"actstudy_recurrent_base_{digest}", flags
 
 
 def _cached(name: str) -> bool:
