@@ -610,7 +610,7 @@ std::vector<Tensor> gru_forward(Tensor projected, Tensor weight_hh, Tensor bias_
 template <typename T>
 void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const std::vector<Slot>& slot,
                        const Tensor& hs, const Tensor& acts, const Tensor& recurrent_n, const Tensor& pres,
-                       Tensor& grad_projected, Tensor& grad_recurrent) {
+                       Tensor& grad_projected, Tensor& grad_weight_hh, Tensor& grad_bias_hh) {
   const int64_t steps = acts.size(0), batch = acts.size(1), H = weight_hh.size(1);
   const int64_t width = 3 * H, two = 2 * H;
   const Slot gate = slot[0], candidate = slot[1];
@@ -620,6 +620,11 @@ void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const std
   const T* grad_hs_p = grad_hs.data_ptr<T>();
   std::vector<T> dh(grad_hs_p + (steps - 1) * state, grad_hs_p + steps * state);
   std::vector<T> slope(width);
+  // dL/d(U h_{t-1} + b_hh) of the step at hand only: dL/dW_hh and dL/db_hh take it in step by step, so no
+  // (T, B, 3H) tensor of it is held (the GRU's peak memory).
+  std::vector<T> grad_recurrent(tile);
+  T* grad_w = grad_weight_hh.data_ptr<T>();
+  T* grad_b = grad_bias_hh.data_ptr<T>();
   for (int64_t t = steps - 1; t >= 0; --t) {
     const T* act_p = acts.data_ptr<T>() + t * tile;
     const T* pre_p = keep ? pres.data_ptr<T>() + t * tile : nullptr;
@@ -627,7 +632,7 @@ void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const std
     const T* h_prev_p = t > 0 ? hs.data_ptr<T>() + (t - 1) * state : nullptr;
     const T* dh_p = dh.data();
     T* gp_p = grad_projected.data_ptr<T>() + t * tile;
-    T* gr_p = grad_recurrent.data_ptr<T>() + t * tile;
+    T* gr_p = grad_recurrent.data();
     for (int64_t b = 0; b < batch; ++b) {
       const T* a = act_p + b * width;
       const T* x = pre_p ? pre_p + b * width : nullptr;
@@ -652,7 +657,10 @@ void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const std
         gr[two + j] = d_pre_n * r;  // r scales U_n h + b_hn
       }
     }
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t j = 0; j < width; ++j) grad_b[j] += gr_p[b * width + j];
     if (t > 0) {
+      gemm<T>(true, false, width, H, batch, gr_p, width, h_prev_p, H, T(1), grad_w, H);  // += (3H, B) (B, H)
       // dL/dh_{t-1} = from above + dh_t z_t + dL/d(U h_{t-1}) W_hh, overwriting dh row by row in place
       const T* above = grad_hs_p + (t - 1) * state;
       for (int64_t k = 0; k < state; ++k) dh[k] = above[k] + dh[k] * act_p[(k / H) * width + H + k % H];
@@ -669,16 +677,12 @@ std::vector<Tensor> gru_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Te
   if (pres.defined() && pres.numel() == 0) pres = Tensor();
   const int64_t steps = acts.size(0), batch = acts.size(1), H = weight_hh.size(1);
   Tensor grad_projected = at::empty({steps, batch, 3 * H}, acts.options());
-  Tensor grad_recurrent = at::empty({steps, batch, 3 * H}, acts.options());  // dL/d(U h_{t-1} + b_hh)
+  Tensor grad_weight_hh = at::zeros_like(weight_hh);
+  Tensor grad_bias_hh = at::zeros({3 * H}, acts.options());
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "gru_backward", [&] {
     gru_backward_impl<scalar_t>(grad_hs, weight_hh, slot, hs, acts, recurrent_n, pres, grad_projected,
-                                grad_recurrent);
+                                grad_weight_hh, grad_bias_hh);
   });
-  Tensor grad_weight_hh = at::zeros_like(weight_hh);
-  if (steps > 1)
-    at::mm_out(grad_weight_hh, grad_recurrent.narrow(0, 1, steps - 1).reshape({-1, 3 * H}).t(),
-               hs.narrow(0, 0, steps - 1).reshape({-1, H}));
-  Tensor grad_bias_hh = grad_recurrent.reshape({-1, 3 * H}).sum(0);
   return {grad_projected, grad_weight_hh, grad_bias_hh};
 }
 
