@@ -1,17 +1,16 @@
 """Threads and OpenMP waiting chosen for machines shared with other jobs.
 
-Two things made a run fall off a cliff beside busy cores (4 min 28 s instead of 13.7 s with the old
-default of one thread per core while another job kept both cores busy):
+The cliff a run fell off beside busy cores (4 min 28 s instead of 13.7 s while another job kept both cores
+busy) came from OpenMP threads that spin while they wait: libgomp spins for a while before sleeping, and a
+recurrent step is a chain of small parallel regions whose threads meet at a barrier every few
+microseconds, so beside busy cores the spinning took the very CPU time the late thread needed
+(benchmarks/shared_cpu.py: 3x idle and 25x beside one busy core with spinning waits).
 
-- every core's worth of threads: a recurrent step is a chain of small matmuls and pointwise passes, each
-  a parallel region whose threads meet at a barrier; when one of them is descheduled by another process,
-  the others wait for it every step. On an idle machine two threads gained only ~12% over one here;
-- OpenMP threads that spin while they wait (libgomp spins for a while before sleeping): beside busy
-  cores the spinning takes the very CPU time the late thread needs.
-
-So a run takes one thread unless told otherwise (`threads=N`, or OMP_NUM_THREADS as a batch scheduler sets
-it), and idle OpenMP threads sleep at once (OMP_WAIT_POLICY=PASSIVE) for whoever asks for more.
-benchmarks/shared_cpu.py measures the effect.
+With idle threads sleeping at once (OMP_WAIT_POLICY=PASSIVE) one thread per usable core is the better
+default on a shared machine too: measured there, 2 threads took 0.75-0.87x the 1-thread time idle and
+0.9-1.8x of it beside one or two busy cores, while 1 thread beside them took 1.7x to over 3x (a lone
+thread gets only its fair share of the cores, which other users' threads shrink). OMP_NUM_THREADS, as a
+batch scheduler sets it, wins over the core count.
 """
 
 from __future__ import annotations
@@ -33,9 +32,14 @@ def quiet_waiting() -> None:
 
 
 def default_threads() -> int:
-    """torch threads for a run that does not set `threads`: OMP_NUM_THREADS when set, else 1 (module docstring)."""
+    """torch threads for a run that does not set `threads`: OMP_NUM_THREADS when set, else every usable core."""
     try:
         requested = int(os.environ.get("OMP_NUM_THREADS", ""))
     except ValueError:
-        return 1
-    return requested if requested >= 1 else 1
+        requested = 0
+    if requested >= 1:
+        return requested
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -112,7 +112,7 @@ def keep_freed_memory() -> bool:
 
 def prepare_torch(cfg: DictConfig) -> int:
     """Fix threads, flush denormals and keep freed memory (reference.md §5: each is worth 2-80x here)."""
-    threads = cfg.threads or default_threads()  # 1 unless asked: fast beside busy cores (runtime_threads.py)
+    threads = cfg.threads or default_threads()  # every core, idle threads sleeping (runtime_threads.py)
     torch.set_num_threads(threads)
     # Gradients that vanish through time become subnormal floats, and x86 arithmetic on them is very slow.
     torch.set_flush_denormal(True)

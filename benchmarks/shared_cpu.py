@@ -4,12 +4,13 @@ Runs `actstudy run` (the default experiment, shortened to --epochs epochs) in a 
 setting, first on the machine as it is ("idle": nothing of ours besides it), then beside one and beside
 two busy processes (each a pure-Python busy loop that takes one core, started before and stopped after
 the runs it flanks). Times are the runs' own training time (summary.json's wall_seconds), medians over
---reps runs; every ratio is to the default setting on the idle machine, i.e. 1 thread idle.
+--reps runs; every ratio is to 1 thread on the idle machine.
 
 Settings:
-    default                  no `threads`: 1 thread, OpenMP threads sleep while waiting (actstudy/runtime_threads.py)
-    threads=2                every core of a 2-core machine, still sleeping while waiting
-    threads=2, spinning      every core, OpenMP threads spinning ~3 ms before they sleep (libgomp's own
+    threads=1                one thread
+    default (every core)     no `threads`: every usable core, OpenMP threads sleep while waiting
+                             (actstudy/runtime_threads.py)
+    every core, spinning     every core, OpenMP threads spinning ~3 ms before they sleep (libgomp's own
                              default, GOMP_SPINCOUNT=300000): the setting actstudy had before
 
     python benchmarks/shared_cpu.py [--epochs 4] [--reps 3] [--give-up 120]
@@ -36,9 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUSY_SECONDS = 1800  # a busy loop ends on its own after this, should the benchmark die without stopping it
 SETTINGS = {
-    "default": ([], {}),
-    "threads=2": (["threads=2"], {}),
-    "threads=2, spinning": (["threads=2"], {"GOMP_SPINCOUNT": "300000"}),
+    "threads=1": (["threads=1"], {}),
+    "default (every core)": ([], {}),
+    "every core, spinning": ([], {"GOMP_SPINCOUNT": "300000"}),
 }
 
 
@@ -90,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs; "
           f"default experiment (adding problem, LSTM) for {args.epochs} epochs; median of {args.reps} runs; "
-          "ratios to the default setting on the idle machine\n")
+          "ratios to 1 thread on the idle machine\n")
     print("| beside | " + " | ".join(SETTINGS) + " |")
     print("|---|" + "---|" * len(SETTINGS))
     reference = None
