@@ -228,8 +228,8 @@ def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
 def _plan_sweep(overrides: list[str], quiet: bool, dry_run: bool = False):
     """Compose and check every job; decide the sweep directory and each run's directory and state;
     split the cores between a parallel launcher's jobs. Returns the plan and the overrides for Hydra."""
-    from actstudy.sweeps import default_sweep_dir, plan, runs_elsewhere, threads_per_job
     from actstudy.runtime import usable_cores
+    from actstudy.sweeps import default_sweep_dir, launcher_overrides, plan, runs_elsewhere, threads_per_job
 
     jobs, study_axes = _expand(overrides)
     try:
@@ -249,6 +249,7 @@ def _plan_sweep(overrides: list[str], quiet: bool, dry_run: bool = False):
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if threads is not None and not any(o.startswith("threads=") for o in overrides):
         overrides = [*overrides, f"threads={threads}"]  # not part of a run's identity (rundir.NOT_IDENTITY_KEYS)
+    overrides = [*overrides, *launcher_overrides(hydra_cfg.get("launcher"), overrides)]
     if quiet:
         overrides = [*overrides, "quiet=true"]
     sweep_plan = plan(list(zip(jobs, cfgs)), Path(_dir_value(overrides, "hydra.sweep.dir")))
@@ -379,7 +380,7 @@ def sweep(
 ) -> None:
     """Run a Hydra multirun: every combination of the comma-separated values, one run directory each.
 
-    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
+    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'; threads = cpus_per_task), ray (actstudy\\[ray]; threads = hydra.launcher.ray.remote.num_cpus). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
     """
     from actstudy.rundir import FINISHED, read_summary
     from actstudy.cost import describe

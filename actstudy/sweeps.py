@@ -273,4 +273,21 @@ def threads_per_job(launcher_cfg: Any, cores: int) -> tuple[Optional[int], Optio
     if "Submitit" in target or "submitit" in target:
         cpus = launcher_cfg.get("cpus_per_task")
         return (int(cpus) if cpus else 1), None
+    if "RayLauncher" in target:  # Ray gives each task num_cpus CPUs, 1 unless hydra.launcher.ray.remote says
+        cpus = OmegaConf.select(launcher_cfg, "ray.remote.num_cpus")
+        return (max(1, int(cpus)) if cpus else 1), None
     return None, None
+
+
+def launcher_overrides(launcher_cfg: Any, overrides: list[str]) -> list[str]:
+    """Overrides a launcher needs to work at all with this package's pinned plugins.
+
+    hydra-ray-launcher always passes ray.init an object_store_memory size, and Ray refuses any size when
+    it joins a running cluster (hydra.launcher.ray.init.address set): a null size lets it join.
+    """
+    target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""
+    if "RayLauncher" not in target or not OmegaConf.select(launcher_cfg, "ray.init.address"):
+        return []
+    if any(o.lstrip("+").startswith("hydra.launcher.ray.init.object_store_memory=") for o in overrides):
+        return []
+    return ["+hydra.launcher.ray.init.object_store_memory=null"]
