@@ -5,6 +5,10 @@ The command is `actstudy` (actstudy/cli.py). From Python, `actstudy.load_run(dir
 `import actstudy` stays light (no torch, no pandas).
 """
 
+from actstudy.runtime import quiet_waiting
+
+quiet_waiting()  # before anything imports torch, which reads the OpenMP settings once
+
 __all__ = ["Run", "RunLoadError", "load_run", "load_runs"]
 
 

@@ -1,4 +1,12 @@
-"""Hand-written backpropagation through time for the plain LSTM, GRU and RNN cells.
+"""Hand-written backpropagation through time for the custom cells, compiled and in Python.
+
+The compiled loop (actstudy/native/recurrent.cpp, wrapped by the Compiled*Function classes at the end of
+this file) runs the LSTM with every Greff et al. variant, the GRU and the RNN, forward and backward, in
+one native call per layer and direction; it is what the cells use wherever it could be built. The Python
+functions below are its fallback (no compiler, a failed build, CUDA tensors) for the plain LSTM, GRU and
+RNN; the Greff variants then loop their steps under autograd.
+
+The Python loop, in detail:
 
 Why: autograd records every small op of every time step and replays each one backwards, so an
 eager custom cell pays per-op bookkeeping T times over (2.6-4.6x torch.nn.LSTM here, docs/background.md
@@ -30,8 +38,12 @@ conventions at the kinks (relu'(0) = 0, ...).
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any, Optional
+
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from actstudy.activations import Activation
 
@@ -253,3 +265,86 @@ class RNNFunction(torch.autograd.Function):
             grad_weight_hh.addmm_(grad_pre[start:end].reshape(-1, hidden).t(), _previous(hs, start, end).reshape(-1, hidden))
         ctx.pres = None
         return grad_pre, grad_weight_hh, None
+
+
+# --------------------------------------------------------------------------- the compiled loop
+#
+# The same recurrences in one native call per layer and direction (actstudy/native/recurrent.cpp): the
+# forward over all T steps and the backward through time, each step one BLAS matmul plus one fused
+# pointwise pass. These wrap it for autograd; the Python functions above remain the fallback where it
+# cannot be built. `compiled_calls` counts forward calls per cell type, so tests can prove it ran.
+
+compiled_calls: Counter = Counter()
+
+
+def _absent(like: Tensor) -> Tensor:
+    return like.new_empty(0)  # the native side reads an empty tensor as "this cell has none"
+
+
+class CompiledLSTMFunction(torch.autograd.Function):
+    """h_1..h_T of an LSTM or any Greff et al. variant, from zero state, by the compiled loop.
+
+    `layout` = (blocks, peeps, coupled): the block index of i, f, g, o in the projection (-1: gate
+    absent), the row of i, f, o in `peephole` (-1: none), and whether f = 1 - i. `peephole` (P, H) and
+    `recurrence` (3H, 3H) may be None.
+    """
+
+    @staticmethod
+    def forward(ctx, projected: Tensor, weight_hh: Tensor, peephole: Optional[Tensor], recurrence: Optional[Tensor],
+                module: Any, layout: tuple, codes: list[int], slopes: list[float]) -> Tensor:
+        compiled_calls["lstm"] += 1
+        peep = peephole if peephole is not None else _absent(projected)
+        rec = recurrence if recurrence is not None else _absent(projected)
+        hs, acts, cells, pres = module.lstm_forward(projected, weight_hh, peep, rec, *layout, codes, slopes)
+        ctx.config = (module, layout, codes, slopes, peephole is not None, recurrence is not None)
+        ctx.save_for_backward(weight_hh, peep, rec, hs, acts, cells, pres)
+        return hs
+
+    @staticmethod
+    @once_differentiable  # the native backward records no graph: a second derivative must fail, not read 0
+    def backward(ctx, grad_hs: Tensor):
+        module, layout, codes, slopes, has_peephole, has_recurrence = ctx.config
+        grad_pre, grad_weight_hh, grad_peephole, grad_recurrence = module.lstm_backward(
+            grad_hs, *ctx.saved_tensors, *layout, codes, slopes)
+        return (grad_pre, grad_weight_hh, grad_peephole if has_peephole else None,
+                grad_recurrence if has_recurrence else None, None, None, None, None)
+
+
+class CompiledGRUFunction(torch.autograd.Function):
+    """h_1..h_T of a GRU in torch.nn.GRU's form, from zero state, by the compiled loop."""
+
+    @staticmethod
+    def forward(ctx, projected: Tensor, weight_hh: Tensor, bias_hh: Tensor, module: Any, codes: list[int],
+                slopes: list[float]) -> Tensor:
+        compiled_calls["gru"] += 1
+        hs, acts, recurrent_n, pres = module.gru_forward(projected, weight_hh, bias_hh, codes, slopes)
+        ctx.config = (module, codes, slopes)
+        ctx.save_for_backward(weight_hh, hs, acts, recurrent_n, pres)
+        return hs
+
+    @staticmethod
+    @once_differentiable  # the native backward records no graph: a second derivative must fail, not read 0
+    def backward(ctx, grad_hs: Tensor):
+        module, codes, slopes = ctx.config
+        grads = module.gru_backward(grad_hs, *ctx.saved_tensors, codes, slopes)
+        return (*grads, None, None, None)
+
+
+class CompiledRNNFunction(torch.autograd.Function):
+    """h_1..h_T of a vanilla RNN, from zero state, by the compiled loop."""
+
+    @staticmethod
+    def forward(ctx, projected: Tensor, weight_hh: Tensor, module: Any, codes: list[int],
+                slopes: list[float]) -> Tensor:
+        compiled_calls["rnn"] += 1
+        hs, pres = module.rnn_forward(projected, weight_hh, codes, slopes)
+        ctx.config = (module, codes, slopes)
+        ctx.save_for_backward(weight_hh, hs, pres)
+        return hs
+
+    @staticmethod
+    @once_differentiable  # the native backward records no graph: a second derivative must fail, not read 0
+    def backward(ctx, grad_hs: Tensor):
+        module, codes, slopes = ctx.config
+        grads = module.rnn_backward(grad_hs, *ctx.saved_tensors, codes, slopes)
+        return (*grads, None, None, None)

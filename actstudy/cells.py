@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from actstudy import bptt
+from actstudy import bptt, native
 from actstudy.activations import Activation, resolve_activation
 from actstudy.schema import MODEL_DEFAULTS
 from actstudy.slots import DEFAULT_ACTIVATIONS, DEFAULT_NEGATIVE_SLOPE, SLOTS
@@ -120,10 +120,22 @@ class RecurrentCell(nn.Module):
         """One time step from the projected input (B, G*H); returns (h_t, new state)."""
         raise NotImplementedError
 
-    def sequence(self, projected: Tensor) -> Optional[Tensor]:
-        """h_1..h_T (T, B, H) from zero state with a hand-written backward (actstudy/bptt.py), or None
-        when this cell's configuration has none and the layer must loop `step` under autograd."""
+    def sequence(self, projected: Tensor, compiled: bool = True) -> Optional[Tensor]:
+        """h_1..h_T (T, B, H) from zero state with a hand-written backward, or None when this cell's
+        configuration has none and the layer must loop `step` under autograd.
+
+        The compiled loop (actstudy/native) runs where it could be built and the tensors are on the CPU,
+        unless `compiled` is False; otherwise the Python loop of actstudy/bptt.py.
+        """
         return None
+
+    def _compiled(self, projected: Tensor, compiled: bool, *slots: Activation) -> Optional[tuple[Any, list, list]]:
+        """(module, codes, slopes) when the compiled loop can run this cell on `projected`, else None."""
+        if not compiled or projected.device.type != "cpu" or projected.dtype not in (torch.float32, torch.float64):
+            return None
+        module = native.load()
+        codes = native.slot_codes(*slots) if module is not None else None
+        return None if codes is None else (module, *codes)
 
     def forward(self, x_t: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
         """One time step from the raw input x_t (B, I); a zero state when none is given."""
@@ -240,11 +252,18 @@ class LSTMCell(RecurrentCell):
             return h, (h, c, torch.cat((i, f, o), 1))
         return h, (h, c)
 
-    def sequence(self, projected: Tensor) -> Optional[Tensor]:
+    def sequence(self, projected: Tensor, compiled: bool = True) -> Optional[Tensor]:
+        found = self._compiled(projected, compiled, self.gate, self.candidate, self.output)
+        if found is not None:  # every variant
+            module, codes, slopes = found
+            blocks = [self.gate_names.index(name) if name in self.gate_names else -1 for name in "ifgo"]
+            peeps = [self.peephole_names.index(name) if name in self.peephole_names else -1 for name in "ifo"]
+            return bptt.CompiledLSTMFunction.apply(projected, self.weight_hh, self.peephole, self.gate_recurrence,
+                                                   module, (blocks, peeps, self.coupled_gates), codes, slopes)
         plain = (self.peephole is None and not self.coupled_gates and self.missing_gate is None
                  and self.gate_recurrence is None)
         if not plain:
-            return None  # peepholes (every Greff variant but NP), CIFG, NIG/NFG/NOG, FGR: loop under autograd
+            return None  # the Python loop has no peepholes, CIFG, NIG/NFG/NOG or FGR: loop under autograd
         return bptt.LSTMFunction.apply(projected, self.weight_hh, self.gate, self.candidate, self.output)
 
     def _slots_repr(self) -> str:
@@ -291,7 +310,10 @@ class GRUCell(RecurrentCell):
         h = n + z * (h_prev - n)  # = (1 - z) * n + z * h_prev
         return h, h
 
-    def sequence(self, projected: Tensor) -> Optional[Tensor]:
+    def sequence(self, projected: Tensor, compiled: bool = True) -> Optional[Tensor]:
+        found = self._compiled(projected, compiled, self.gate, self.candidate)
+        if found is not None:
+            return bptt.CompiledGRUFunction.apply(projected, self.weight_hh, self.bias_hh, *found)
         return bptt.GRUFunction.apply(projected, self.weight_hh, self.bias_hh, self.gate, self.candidate)
 
     def _slots_repr(self) -> str:
@@ -316,7 +338,10 @@ class RNNCell(RecurrentCell):
         h = self.candidate(torch.addmm(projected, state, self.weight_hh.t()))
         return h, h
 
-    def sequence(self, projected: Tensor) -> Optional[Tensor]:
+    def sequence(self, projected: Tensor, compiled: bool = True) -> Optional[Tensor]:
+        found = self._compiled(projected, compiled, self.candidate)
+        if found is not None:
+            return bptt.CompiledRNNFunction.apply(projected, self.weight_hh, *found)
         return bptt.RNNFunction.apply(projected, self.weight_hh, self.candidate)
 
     def _slots_repr(self) -> str:
@@ -345,14 +370,15 @@ class RecurrentLayer(nn.Module):
             hs.append(h)
         return hs, state
 
-    def sequence(self, xs: Tensor, per_step: bool = False) -> Tensor:
+    def sequence(self, xs: Tensor, per_step: bool = False, compiled: bool = True) -> Tensor:
         """xs (T, B, I) -> every step's hidden state (T, B, H), from zero state.
 
         Uses the cell's hand-written backward through time where it has one (much less autograd
-        bookkeeping per step), unless `per_step` asks for the plain autograd loop over `step`.
+        bookkeeping per step), unless `per_step` asks for the plain autograd loop over `step`;
+        `compiled` False keeps it to the Python loop (actstudy/bptt.py) rather than the compiled one.
         """
         if not per_step:
-            hs = self.cell.sequence(self.cell.project_inputs(xs))
+            hs = self.cell.sequence(self.cell.project_inputs(xs), compiled)
             if hs is not None:
                 return hs
         hs, _ = self(xs)
@@ -510,9 +536,12 @@ class RecurrentStack(nn.Module):
         if impl == "fused" and reason is not None:
             _fail(f"impl=fused is not possible: {reason}; use impl=auto or impl=custom")
         self.impl_used = "fused" if reason is None and impl != "custom" else "custom"
-        # The custom path's plain LSTM, GRU and RNN cells train with a hand-written backward through
-        # time (actstudy/bptt.py); False loops their steps under autograd instead (for comparison).
+        # The custom path trains with a hand-written backward through time: the compiled loop
+        # (actstudy/native) where it could be built, else the Python one (actstudy/bptt.py). bptt=False
+        # loops the cells' steps under autograd instead, compiled=False keeps to the Python loop (both for
+        # comparison and tests).
         self.bptt = True
+        self.compiled = True
 
         self.cell_type = cell
         self.input_size = input_size
@@ -608,16 +637,16 @@ class RecurrentStack(nn.Module):
         seq = x.transpose(0, 1)  # (B, T, I) -> (T, B, I), time-major
         index = self._reverse_index(lengths, seq.shape[0], seq) if self.bidirectional else None
         last = self.num_layers - 1
-        per_step = not self.bptt
+        per_step, compiled = not self.bptt, self.compiled
         steps = None
         for level, layer in enumerate(self.layers):
             if return_steps and level == last:
                 steps, _ = layer(seq)
                 out = torch.stack(steps, 0)  # T x (B, H) -> (T, B, H)
             else:
-                out = layer.sequence(seq, per_step)
+                out = layer.sequence(seq, per_step, compiled)
             if self.bidirectional:
-                backward = self.reverse_layers[level].sequence(self._reverse(seq, index), per_step)
+                backward = self.reverse_layers[level].sequence(self._reverse(seq, index), per_step, compiled)
                 out = torch.cat((out, self._reverse(backward, index)), 2)  # back in forward time order: (T, B, 2H)
             if level < last:
                 seq = F.dropout(out, self.dropout, self.training)

@@ -7,6 +7,7 @@ gives users every standard Hydra override, launchers and sweep directories inclu
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -14,12 +15,60 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from actstudy.config import PRIMARY_CONFIG, ConfigError, check_buildable, compose, config_dir, expand_overrides
-from actstudy.config import compose_many, one_line as config_one_line, plain
+from actstudy.config import compose_many, hydra_settings, one_line as config_one_line, plain
 from actstudy.rundir import COMPLETED, ERROR, FAILED, LOG, RUNNING
 
+INTERRUPTED = "interrupted: run the same command to resume"
+# Click's exception classes, from whichever Click this Typer uses (recent Typers carry their own copy).
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_NO_ARGS_IS_HELP = getattr(sys.modules[_CLICK_ERROR.__module__], "NoArgsIsHelpError", ())
+
+
+class OneLineErrors(TyperGroup):
+    """Click's usage errors (unknown option, missing argument, unknown command) in one line, exit 2;
+    Ctrl-C as one line and exit 130, whatever the command was doing."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as err:  # bare `actstudy`: the help is the answer
+            err.show()
+            code = err.exit_code
+        except _CLICK_ERROR as err:
+            where = f"{err.ctx.command_path}: " if getattr(err, "ctx", None) else ""
+            text = " ".join(err.format_message().split()).rstrip(".")
+            if getattr(err, "ctx", None) and isinstance(err.ctx.command, TyperGroup) and "command" in text:
+                text += f" (commands: {', '.join(err.ctx.command.list_commands(err.ctx))})"
+            err_console.print(f"[bold red]error:[/] {_escape(where + text)}; see --help", highlight=False,
+                              soft_wrap=True)
+            code = err.exit_code
+        except typer.Abort:  # Ctrl-C or end of input outside a command
+            err_console.print(INTERRUPTED, highlight=False, soft_wrap=True)
+            code = 130
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # what was written is consistent (atomic files, checkpoints): say how to go on
+            err_console.print(INTERRUPTED, highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -35,10 +84,39 @@ OVERRIDES_HELP = "Hydra overrides, e.g. model=gru model.activation.candidate=rel
 
 def fail(message: str) -> None:
     """Bad input: one line, exit code 2, no traceback."""
-    from rich.markup import escape
-
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def check_output_dir(key: str, value: Optional[str], writable: bool = True) -> None:
+    """A directory to write into must be a directory, or makeable: not empty, not a file, not below one,
+    and (`writable`, for a command that will write) on a filesystem that lets us write."""
+    if value is None or not str(value).strip():
+        fail(f"{key} is empty; give a directory to write into")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        fail(f"{key}={value} is a file, not a directory; give a directory")
+    for above in [path.absolute(), *path.absolute().parents]:
+        if above.exists():
+            if not above.is_dir():
+                fail(f"{key}={value} cannot be made: {above} is a file")
+            if writable and not os.access(above, os.W_OK | os.X_OK):  # a read-only filesystem says no even to root
+                fail(f"{key}={value}: {above} is not writable; give a directory you can write to")
+            break
+
+
+def _dir_value(overrides: list[str], key: str) -> Optional[str]:
+    """The value the last `key=...` override gives, unquoted as Hydra reads it; None when absent."""
+    from actstudy.config import parse_overrides
+
+    try:
+        found = [ov for ov in parse_overrides(overrides) if ov.get_key_element() == key]
+    except ConfigError as err:
+        fail(str(err))
+    if not found:
+        return None
+    value = found[-1].value()
+    return "" if value is None else str(value)
 
 
 # ------------------------------------------------------------------------------------------ hydra
@@ -64,17 +142,55 @@ def _hydra_main():
 
 
 def _launch(overrides: list[str], multirun: bool) -> None:
+    import logging
+
+    from hydra._internal.core_plugins import basic_launcher
+
     from actstudy.config import register_configs
     from actstudy.sweeps import register_resolver
 
     register_configs()
     register_resolver()
-    argv = sys.argv
+    argv, hydra_run_job, log_errors = sys.argv, basic_launcher.run_job, logging.raiseExceptions
     sys.argv = ["actstudy", *overrides, *(["--multirun"] if multirun else [])]
+    basic_launcher.run_job = _job_that_fails_alone(hydra_run_job)
+    logging.raiseExceptions = False  # a log line that cannot be written (full disk) is dropped, not a traceback
     try:
         _hydra_main()()
     finally:
-        sys.argv = argv
+        sys.argv, basic_launcher.run_job, logging.raiseExceptions = argv, hydra_run_job, log_errors
+
+
+def _job_that_fails_alone(run_job):
+    """Hydra's sequential launcher stops the whole sweep when setting up one job raises (it writes the
+    job's .hydra/ files and opens its log before our code runs): a full disk or a read-only run directory
+    would end the sweep there. Such a job is recorded as a failed run instead and the sweep goes on."""
+
+    def run_job_or_record_failure(**kwargs):
+        from hydra.core.utils import JobReturn, JobStatus
+        from omegaconf import OmegaConf
+
+        from actstudy import rundir
+        from actstudy.sweeps import run_id
+
+        try:
+            return run_job(**kwargs)
+        except OSError as err:
+            config = kwargs["config"]
+            where = Path(str(OmegaConf.select(config, kwargs["job_dir_key"])))
+            if kwargs.get("job_subdir_key"):
+                where = where / str(OmegaConf.select(config, kwargs["job_subdir_key"]))
+            summary = {"status": FAILED, "run_id": run_id(config), "run_dir": str(where),
+                       "error": " ".join(f"{type(err).__name__}: {err}".split())}
+            if where.is_dir() and not rundir.is_locked(where):
+                rundir.remove_temporary_files(where)
+                rundir.write_summary_anyhow(where, summary)
+            _results.append(summary)
+            done = JobReturn(cfg=config, overrides=list(config.hydra.overrides.task))
+            done.status, done.return_value = JobStatus.COMPLETED, float("inf")  # a failed trial, as in main()
+            return done
+
+    return run_job_or_record_failure
 
 
 def _preflight(overrides: list[str], quiet: bool, dir_key: str) -> tuple[list[list[str]], list[str]]:
@@ -103,42 +219,41 @@ def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
         fail(problem)
     try:
         first = next(expand_overrides(overrides))
-        params = compose(first, with_hydra=True).hydra.sweeper.get("params") or {}
+        params = hydra_settings(first).sweeper.get("params") or {}
         return sweep_arguments(overrides, dict(params)), list(params)
     except ConfigError as err:
         fail(str(err))
 
 
-def _plan_sweep(overrides: list[str], quiet: bool):
+def _plan_sweep(overrides: list[str], quiet: bool, dry_run: bool = False):
     """Compose and check every job; decide the sweep directory and each run's directory and state;
     split the cores between a parallel launcher's jobs. Returns the plan and the overrides for Hydra."""
-    from actstudy.sweeps import default_sweep_dir, plan, threads_per_job
     from actstudy.runtime import usable_cores
+    from actstudy.sweeps import default_sweep_dir, launcher_overrides, plan, runs_elsewhere, threads_per_job
 
     jobs, study_axes = _expand(overrides)
     try:
+        hydra_cfg = hydra_settings(jobs[0])  # the launcher's settings
+        here = not runs_elsewhere(hydra_cfg.get("launcher"))
         cfgs = compose_many(jobs)
         for cfg in cfgs:
-            check_buildable(cfg)
-        hydra_cfg = compose(jobs[0], with_hydra=True).hydra  # the launcher's settings
+            check_buildable(cfg, here)
     except ConfigError as err:
         fail(str(err))
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
         overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study, tuple(study_axes))}"]
+    check_output_dir("hydra.sweep.dir", _dir_value(overrides, "hydra.sweep.dir"), writable=not dry_run)
     threads, warning = threads_per_job(hydra_cfg.get("launcher"), usable_cores())
     if warning:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if threads is not None and not any(o.startswith("threads=") for o in overrides):
         overrides = [*overrides, f"threads={threads}"]  # not part of a run's identity (rundir.NOT_IDENTITY_KEYS)
+    overrides = [*overrides, *launcher_overrides(hydra_cfg.get("launcher"), overrides)]
     if quiet:
         overrides = [*overrides, "quiet=true"]
-    sweep_plan = plan(list(zip(jobs, cfgs)), Path(_override_value(overrides, "hydra.sweep.dir")))
+    sweep_plan = plan(list(zip(jobs, cfgs)), Path(_dir_value(overrides, "hydra.sweep.dir")))
     return sweep_plan, overrides
-
-
-def _override_value(overrides: list[str], key: str) -> str:
-    return next(o.split("=", 1)[1] for o in reversed(overrides) if o.startswith(f"{key}="))
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -166,7 +281,7 @@ def run(
 
     With no overrides it trains the default experiment: an LSTM with sigmoid gates and tanh candidate and output on the adding problem (T=50), in under a minute on 2 CPU cores. A run's identity is its resolved config plus a content hash of each data file it reads: the same command again shows the finished result; after the data changes it trains a new run.
     """
-    from actstudy.rundir import FINISHED, claim, continuable_parent, read_summary, retire, run_state
+    from actstudy.rundir import FINISHED, LOCKED, claim, continuable_parent, read_summary, retire, run_state
     from actstudy.sweeps import run_dir_name, run_id
 
     overrides = list(overrides or [])
@@ -194,10 +309,16 @@ def run(
     if given_dir is None:
         overrides = [*overrides, f"hydra.run.dir=outputs/runs/{run_dir_name(cfg)}"]
     _, overrides = _preflight(overrides, quiet, "hydra.run.dir")
-    run_dir = Path(_override_value(overrides, "hydra.run.dir"))
+    check_output_dir("hydra.run.dir", _dir_value(overrides, "hydra.run.dir"))
+    run_dir = Path(_dir_value(overrides, "hydra.run.dir"))
     state = run_state(run_dir, run_id(cfg))
     if state == "other":
         fail(f"hydra.run.dir={run_dir} holds a run of another configuration; choose another directory")
+    if state == LOCKED:  # not bad input: the same run, being trained now by another process
+        err_console.print(f"[bold yellow]locked:[/] another process is training the run in {run_dir}; "
+                          "wait for it to end (or stop it), then run the same command", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(1)
     if state in FINISHED and force:
         lock = claim(run_dir)
         if lock is None:
@@ -259,7 +380,7 @@ def sweep(
 ) -> None:
     """Run a Hydra multirun: every combination of the comma-separated values, one run directory each.
 
-    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
+    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'; threads = cpus_per_task), ray (actstudy\\[ray]; threads = hydra.launcher.ray.remote.num_cpus). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
     """
     from actstudy.rundir import FINISHED, read_summary
     from actstudy.cost import describe
@@ -268,7 +389,7 @@ def sweep(
     overrides = list(overrides or [])
     if any(o.startswith("hydra/sweeper=") and not o.endswith("=basic") for o in overrides):
         return _tune(overrides, quiet, dry_run)
-    sweep_plan, overrides = _plan_sweep(overrides, quiet)
+    sweep_plan, overrides = _plan_sweep(overrides, quiet, dry_run)
     sweep_dir, runs = sweep_plan.sweep_dir, sweep_plan.runs
     if force and not dry_run:
         _retire_finished(sweep_plan)
@@ -285,6 +406,7 @@ def sweep(
             console.print(f"  #{i} ({r.state}) {r.run_dir.name}: {varying}  ~{describe(scale * r.estimate)}",
                           highlight=False, soft_wrap=True)
         return
+    _results.clear()  # this sweep's runs only (in-process callers may invoke several commands)
     if sweep_plan.to_train:
         with SweepWatcher(sweep_plan, lambda line: console.print(line, highlight=False)):
             try:
@@ -293,17 +415,27 @@ def sweep(
                 err_console.print(f"[bold red]launcher failed:[/] {config_one_line(err)}", highlight=False)
             except SystemExit:  # Hydra has printed the launcher's error already
                 err_console.print("[bold red]launcher failed[/] (its error is above)", highlight=False)
-    counts = outcome_counts(sweep_plan)
+    # what each run's summary says; for a run whose summary could not be written (a full disk), what
+    # this process saw happen to it
+    known = {s.get("run_id"): s for s in _results}
+    counts = outcome_counts(sweep_plan, known)
     table = Table(title=f"sweep {sweep_dir}")
     for status in counts:
         table.add_column(status)
     table.add_row(*(str(n) for n in counts.values()))
     console.print(table)
     for r in runs:
-        if counts[FAILED] and (r.run_dir / ERROR).exists() and r.state not in FINISHED:
-            summary = read_summary(r.run_dir) or {}
-            if summary.get("status") == FAILED:
-                err_console.print(f"[bold red]failed:[/] {r.run_dir.name}: {summary.get('error')}", highlight=False)
+        if r.state in FINISHED:
+            continue
+        summary = read_summary(r.run_dir) or {}
+        if summary.get("run_id") != r.run_id or summary.get("status") == RUNNING:
+            summary = known.get(r.run_id, summary)
+        if summary.get("status") == FAILED:
+            err_console.print(f"[bold red]failed:[/] {r.run_dir.name}: {summary.get('error')}", highlight=False,
+                              soft_wrap=True)
+        elif summary.get("skipped") and summary.get("status") == RUNNING:
+            err_console.print(f"[bold yellow]locked:[/] {r.run_dir.name}: {summary.get('error')}", highlight=False,
+                              soft_wrap=True)
     console.print(f"report it with: actstudy report {sweep_dir}", highlight=False)
     if counts[FAILED] or counts["unfinished"]:
         raise typer.Exit(1)
@@ -328,8 +460,7 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     """An optimizing sweeper (hydra/sweeper=optuna) picks its trials as it goes: check the fixed part of
     the config, pin the sweep directory, let Hydra run it. Trials are ordinary runs (skipped when a
     trial repeats a finished configuration); the sweeper writes optimization_results.yaml."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+    from actstudy.config import parse_overrides
     from actstudy.rundir import CONFIG, read_summary
     from actstudy.sweeps import default_sweep_dir, missing_plugin
 
@@ -337,7 +468,7 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     if problem:
         fail(problem)
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = parse_overrides(overrides)
         fixed = [ov.input_line for ov in parsed if not ov.is_sweep_override()]
         check_buildable(compose(fixed))
     except ConfigError as err:
@@ -345,7 +476,8 @@ def _tune(overrides: list[str], quiet: bool, dry_run: bool) -> None:
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         study = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("study=")), None)
         overrides = [*overrides, f"hydra.sweep.dir={default_sweep_dir(overrides, study)}"]
-    sweep_dir = Path(_override_value(overrides, "hydra.sweep.dir"))
+    check_output_dir("hydra.sweep.dir", _dir_value(overrides, "hydra.sweep.dir"), writable=not dry_run)
+    sweep_dir = Path(_dir_value(overrides, "hydra.sweep.dir"))
     console.print(f"tuning into {sweep_dir} (the sweeper chooses the trials)", highlight=False)
     if dry_run:
         return
@@ -386,12 +518,18 @@ def report(
     """
     from actstudy.report import CompareOptions, OptionError, ReportError, parse_reference, write_report
 
+    if out is not None:
+        check_output_dir("--out", str(out))
     try:
         options = CompareOptions(test=test, family=family, fdr=fdr, reference=parse_reference(reference or []),
                                  diverged=diverged, select=tuple(select or ()))
         result = write_report(list(dirs), out, console, options=options)
     except (ReportError, OptionError) as err:
         fail(str(err))
+    except OSError as err:  # a fault, not bad input: the previous report (if any) is left as it was
+        err_console.print(f"[bold red]report not written:[/] {_escape(' '.join(str(err).split()))}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     console.print(f"report written to {result.out_dir}", highlight=False)
 
 

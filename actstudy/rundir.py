@@ -18,6 +18,7 @@ fast to start.
               last.pt                the state after the last epoch (final weights under "model", optimizer,
                                      RNGs, rows so far): what `actstudy run --continue` trains on from
               checkpoint.pt          while training: the state after the last finished epoch (becomes last.pt)
+              checkpoint.pt.unusable a checkpoint that loaded but could not be restored (the run restarted)
               .lock                  held (flock) while a process trains the run
               .hydra/overrides.yaml  Hydra's record of the command line that made the run
               tensorboard/           event files, with logger=tensorboard
@@ -48,6 +49,7 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LAST = "last.pt"
 TENSORBOARD = "tensorboard"
+UNUSABLE_CHECKPOINT = "checkpoint.pt.unusable"  # a checkpoint that loaded but could not be restored, set aside
 LOCK = ".lock"
 HYDRA_DIR = ".hydra"
 OVERRIDES = "overrides.yaml"  # inside HYDRA_DIR
@@ -237,6 +239,43 @@ def write_json(path: Path, data: dict) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def remove_temporary_files(run_dir: Path) -> None:
+    """Remove what an interrupted `replace_atomically` left in run_dir (e.g. when the disk filled up)."""
+    for leftover in run_dir.glob(".*.tmp"):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
+
+
+def write_summary_anyhow(run_dir: Path, summary: dict) -> bool:
+    """Write summary.json atomically or, when that fails (a full disk has no room for a second copy),
+    over the old one in place, which needs no new space while the text fits where the old one was.
+    When neither works, summary.json and metrics.csv are removed, so that no 'running' status and no
+    half-written summary outlive the process (a checkpoint, if any, stays for the next attempt), and
+    False is returned: the caller still knows the run's fate, the directory does not."""
+    path = run_dir / SUMMARY
+    try:
+        write_json(path, summary)
+        return True
+    except OSError:
+        remove_temporary_files(run_dir)
+    try:
+        if path.exists():
+            with open(path, "r+") as handle:
+                handle.write(json.dumps(summary, indent=2) + "\n")
+                handle.truncate()
+            return True
+    except OSError:
+        pass
+    for name in (SUMMARY, METRICS):
+        try:
+            (run_dir / name).unlink(missing_ok=True)
+        except OSError:
+            pass
+    return False
+
+
 def finite_or_none(value: Optional[float]) -> Optional[float]:
     return value if value is None or math.isfinite(value) else None
 
@@ -300,11 +339,18 @@ def finished_run(run_dir: Path, rid: str) -> Optional[dict]:
     return None
 
 
-def run_state(run_dir: Path, rid: str) -> str:
-    """new | completed | diverged | failed | interrupted (a checkpoint or a 'running' summary) | other.
+LOCKED = "locked"  # a run state, not a status: another process holds the run directory's lock now
 
-    'other' means the directory holds a run of a different configuration.
+
+def run_state(run_dir: Path, rid: str) -> str:
+    """new | completed | diverged | failed | interrupted (a checkpoint or a 'running' summary) | other
+    | locked.
+
+    'other' means the directory holds a run of a different configuration; 'locked' that another process
+    is training this one now.
     """
+    if is_locked(run_dir):
+        return LOCKED
     summary = read_summary(run_dir)
     if summary is None and not (run_dir / CHECKPOINT).exists():
         return "new"
@@ -319,6 +365,23 @@ def run_outcome(run_dir: Path, rid: str) -> Optional[str]:
     """This run's status as its summary says now (None when the summary is another run's or absent)."""
     summary = read_summary(run_dir) or {}
     return summary.get("status") if summary.get("run_id") == rid else None
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether another process holds the run directory's lock now. Creates nothing."""
+    import fcntl
+
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY)
+    except OSError:  # no lock file (or unreadable): nobody has claimed it
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock if we took it
+    return False
 
 
 def continuable_parent(config: dict, folder: Path) -> Optional[Path]:

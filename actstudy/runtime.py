@@ -14,6 +14,46 @@ from typing import Optional
 DEVICES = ("auto", "cpu", "cuda")
 
 
+# ------------------------------------------------------------------------------------ threads and waiting
+# Threads and OpenMP waiting chosen for machines shared with other jobs.
+#
+# The cliff a run fell off beside busy cores (4 min 28 s instead of 13.7 s while another job kept both cores
+# busy) came from OpenMP threads that spin while they wait: libgomp spins for a while before sleeping, and a
+# recurrent step is a chain of small parallel regions whose threads meet at a barrier every few
+# microseconds, so beside busy cores the spinning took the very CPU time the late thread needed
+# (benchmarks/shared_cpu.py: 3x idle and 25x beside one busy core with spinning waits).
+#
+# With idle threads sleeping at once (OMP_WAIT_POLICY=PASSIVE) one thread per usable core is the better
+# default on a shared machine too: measured there, 2 threads took 0.75-0.87x the 1-thread time idle and
+# 0.9-1.8x of it beside one or two busy cores, while 1 thread beside them took 1.7x to over 3x (a lone
+# thread gets only its fair share of the cores, which other users' threads shrink). OMP_NUM_THREADS, as a
+# batch scheduler sets it, wins over the core count.
+
+# What quiet_waiting sets unless the user already has: libgomp's and Intel OpenMP's forms of "sleep, don't spin".
+WAIT_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+
+
+def quiet_waiting() -> None:
+    """Make idle OpenMP threads sleep instead of spinning; a setting the user made wins.
+
+    OpenMP reads these once, when torch loads it, so this must run before torch is imported
+    (actstudy/__init__.py calls it); child processes such as sweep workers inherit them.
+    """
+    for key, value in WAIT_SETTINGS.items():
+        os.environ.setdefault(key, value)
+
+
+def default_threads() -> int:
+    """torch threads for a run that does not set `threads`: OMP_NUM_THREADS when set, else every usable core."""
+    try:
+        requested = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        requested = 0
+    if requested >= 1:
+        return requested
+    return usable_cores()
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask, e.g. a Slurm allocation), not the machine's."""
     try:
@@ -22,15 +62,40 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def device_problem(name: str) -> Optional[str]:
+    """Why `device=name` cannot run here (one line), or None."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        return "device=cuda but no CUDA device is available here; use device=cpu or device=auto"
+    return None
+
+
 def pick_device(name: str):
     """auto: cuda when available, else cpu. cuda where there is none is refused in one line."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but no CUDA device is available here; use device=cpu or device=auto")
+    problem = device_problem(name)
+    if problem:
+        raise ValueError(problem)
     return torch.device(name)
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory a new allocation can get here without swapping (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def keep_freed_memory() -> bool:
@@ -53,7 +118,7 @@ def prepare_torch(threads: Optional[int], seed: int) -> int:
     """Fix threads, flush denormals, keep freed memory and seed torch; returns the thread count used."""
     import torch
 
-    threads = threads or usable_cores()
+    threads = threads or default_threads()  # every usable core (or OMP_NUM_THREADS), idle threads sleeping
     torch.set_num_threads(threads)
     # Gradients that vanish through time become subnormal floats, and x86 arithmetic on them is very slow.
     torch.set_flush_denormal(True)

@@ -70,16 +70,14 @@ register_resolver()  # at import: parallel launchers' workers import this module
 def sweep_arguments(overrides: list[str], sweeper_params: dict) -> list[list[str]]:
     """One override list per job, combining a study's `hydra.sweeper.params` with the command line as
     Hydra's basic sweeper does: study axes first, a key given on the command line replaces the study's."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from actstudy.config import parse_overrides, sweep_values
 
     lines = [f"{k}={v}" for k, v in sweeper_params.items()] + list(overrides)
     axes: dict[str, list[str]] = {}
-    for ov in OverridesParser.create().parse_overrides(lines):
+    for ov in parse_overrides(lines):
         key = ov.get_key_element()
         if ov.is_sweep_override():
-            if not ov.is_discrete_sweep():
-                raise ConfigError(f"{ov.input_line}: interval sweeps need an optimizing sweeper (hydra/sweeper=optuna)")
-            axes[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
+            axes[key] = [f"{key}={v}" for v in sweep_values(ov)]
         else:
             axes[key] = [ov.input_line]
     import itertools
@@ -226,8 +224,11 @@ class SweepWatcher:
         return scale * sum(self.estimates[rid] for rid in self.pending)
 
 
-def outcome_counts(sweep_plan: SweepPlan) -> dict[str, int]:
-    """completed / diverged / failed / skipped (finished before this invocation) / unfinished."""
+def outcome_counts(sweep_plan: SweepPlan, known: Optional[dict] = None) -> dict[str, int]:
+    """completed / diverged / failed / skipped (finished before this invocation) / unfinished.
+
+    `known`: summaries by run id that this process saw, for runs whose own summary could not be written.
+    """
     ended = (rundir.COMPLETED, rundir.DIVERGED, rundir.FAILED)
     counts = {**dict.fromkeys(ended, 0), "skipped": 0, "unfinished": 0}
     for r in sweep_plan.runs:
@@ -235,11 +236,20 @@ def outcome_counts(sweep_plan: SweepPlan) -> dict[str, int]:
             counts["skipped"] += 1
             continue
         status = rundir.run_outcome(r.run_dir, r.run_id)
+        if status in (None, rundir.RUNNING) and known and r.run_id in known:
+            status = known[r.run_id].get("status")
         counts[status if status in ended else "unfinished"] += 1
     return counts
 
 
 # ------------------------------------------------------------------------------------------ launchers
+
+
+def runs_elsewhere(launcher_cfg: Any) -> bool:
+    """Whether the launcher trains on other machines (Slurm, Ray on a cluster): then this machine's
+    devices, cores and memory say nothing about the jobs', and the pre-flight leaves them unchecked."""
+    target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""
+    return "Slurm" in target or "AWS" in target
 
 
 def threads_per_job(launcher_cfg: Any, cores: int) -> tuple[Optional[int], Optional[str]]:
@@ -263,4 +273,21 @@ def threads_per_job(launcher_cfg: Any, cores: int) -> tuple[Optional[int], Optio
     if "Submitit" in target or "submitit" in target:
         cpus = launcher_cfg.get("cpus_per_task")
         return (int(cpus) if cpus else 1), None
+    if "RayLauncher" in target:  # Ray gives each task num_cpus CPUs, 1 unless hydra.launcher.ray.remote says
+        cpus = OmegaConf.select(launcher_cfg, "ray.remote.num_cpus")
+        return (max(1, int(cpus)) if cpus else 1), None
     return None, None
+
+
+def launcher_overrides(launcher_cfg: Any, overrides: list[str]) -> list[str]:
+    """Overrides a launcher needs to work at all with this package's pinned plugins.
+
+    hydra-ray-launcher always passes ray.init an object_store_memory size, and Ray refuses any size when
+    it joins a running cluster (hydra.launcher.ray.init.address set): a null size lets it join.
+    """
+    target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""
+    if "RayLauncher" not in target or not OmegaConf.select(launcher_cfg, "ray.init.address"):
+        return []
+    if any(o.lstrip("+").startswith("hydra.launcher.ray.init.object_store_memory=") for o in overrides):
+        return []
+    return ["+hydra.launcher.ray.init.object_store_memory=null"]

@@ -7,8 +7,10 @@ inside a cell. Everything it measures lands in the run directory, which is all t
 from __future__ import annotations
 
 import copy
+import errno
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -38,6 +40,14 @@ FRESH_EVAL_EVERY = 100
 
 class Diverged(Exception):
     """The loss became NaN or infinite."""
+
+
+class UnusableCheckpoint(Exception):
+    """A checkpoint of this run that loads but cannot be restored (another shape, missing state)."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(why)
+        self.path = path
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -121,22 +131,35 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, rid: str) -> dict:
     if done is not None:
         return {**done, "skipped": True}
     started = time.time()
-    rundir.write_text(run_dir / rundir.CONFIG, OmegaConf.to_yaml(OmegaConf.create(plain(cfg))))
-    summary: dict = {"status": rundir.RUNNING, "run_id": rid, "run_dir": str(run_dir)}
-    write_json(run_dir / rundir.SUMMARY, summary)
     logger = NoLogger()
     try:
+        # the summary first: once it exists, a failure (a full disk) can always be recorded over it
+        write_json(run_dir / rundir.SUMMARY, {"status": rundir.RUNNING, "run_id": rid, "run_dir": str(run_dir)})
+        rundir.write_text(run_dir / rundir.CONFIG, OmegaConf.to_yaml(OmegaConf.create(plain(cfg))))
         logger = open_logger(cfg.logger, run_dir, plain(cfg))
-        summary = _train(cfg, run_dir, rid, started, logger)
+        try:
+            summary = _train(cfg, run_dir, rid, started, logger)
+        except UnusableCheckpoint as why:  # retrying would fail the same way: set it aside and start afresh, once
+            if why.path != run_dir / CHECKPOINT:  # another run's state (continue_from): not ours to move
+                raise RuntimeError(f"{why.path} cannot be used: {why}") from None
+            (run_dir / CHECKPOINT).replace(run_dir / rundir.UNUSABLE_CHECKPOINT)
+            log.warning("%s cannot be used (%s); moved to %s, training from scratch",
+                        CHECKPOINT, why, rundir.UNUSABLE_CHECKPOINT)
+            summary = _train(cfg, run_dir, rid, started, logger)
     except Exception as err:  # a sweep must go on: record the failure where the report will find it
-        rundir.write_text(run_dir / rundir.ERROR, traceback.format_exc())
+        rundir.remove_temporary_files(run_dir)  # e.g. the half-written file of a full disk
+        try:
+            rundir.write_text(run_dir / rundir.ERROR, traceback.format_exc())
+        except OSError:
+            pass  # the one-line reason below is what matters
         log.error("run failed: %s", err)
         summary = {
             "status": rundir.FAILED, "error": f"{type(err).__name__}: {err}".splitlines()[0],
             "wall_seconds": time.time() - started, "run_dir": str(run_dir),
         }
     summary["run_id"] = rid
-    write_json(run_dir / rundir.SUMMARY, summary)
+    if not rundir.write_summary_anyhow(run_dir, summary):
+        log.error("the summary of run %s could not be written", rid)
     if summary["status"] in FINISHED and (run_dir / CHECKPOINT).exists():
         # the result is final: the last state is kept as LAST (final weights, for --continue and analysis);
         # a failed run keeps its checkpoint to resume from
@@ -162,7 +185,16 @@ def save_checkpoint(run_dir: Path, state: dict, model, optimizer, order: torch.G
         "torch_rng": torch.get_rng_state(),
         "order_rng": order.get_state(),
     }
-    rundir.replace_atomically(run_dir / CHECKPOINT, lambda tmp: torch.save(payload, tmp))
+    def write(tmp: Path) -> None:
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as err:  # torch's writer reports a short write as a RuntimeError: say what it was
+            space = os.statvfs(tmp.parent)
+            if space.f_bavail * space.f_frsize < 1 << 20:
+                raise OSError(errno.ENOSPC, f"No space left on device (writing {CHECKPOINT})") from None
+            raise OSError(errno.EIO, f"{CHECKPOINT} could not be written: {' '.join(str(err).split())[:120]}") from None
+
+    rundir.replace_atomically(run_dir / CHECKPOINT, write)
 
 
 def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Generator,
@@ -178,15 +210,37 @@ def load_checkpoint(run_dir: Path, rid: str, model, optimizer, order: torch.Gene
     except Exception as err:  # unreadable: starting again is always correct, only slower
         log.warning("checkpoint %s unreadable (%s); starting from scratch", path, err)
         return None
+    if not isinstance(payload, dict):
+        raise UnusableCheckpoint(path, f"it holds a {type(payload).__name__}, not a checkpoint")
     if payload.get("run_id") != rid:
         log.warning("checkpoint %s belongs to run %s, not %s; starting from scratch", path, payload.get("run_id"), rid)
         return None
-    model.load_state_dict(payload.pop("model"))
-    optimizer.load_state_dict(payload.pop("optimizer"))
-    torch.set_rng_state(payload.pop("torch_rng"))
-    order.set_state(payload.pop("order_rng"))
+    try:
+        _check_checkpoint_rows(payload)
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        if {k: getattr(v, "shape", None) for k, v in payload["best"]["state"].items()} != shapes:
+            raise ValueError("its best epoch's weights have other shapes than this model's")
+        model.load_state_dict(payload.pop("model"))
+        optimizer.load_state_dict(payload.pop("optimizer"))
+        torch.set_rng_state(payload.pop("torch_rng"))
+        order.set_state(payload.pop("order_rng"))
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        raise UnusableCheckpoint(path, " ".join(f"{type(err).__name__}: {err}".split())[:200]) from None
     log.info("resumed from the checkpoint after epoch %d", payload["epoch"])
     return payload
+
+
+def _check_checkpoint_rows(payload: dict) -> None:
+    """The bookkeeping a resume rewrites the run's files from: present, with every column."""
+    if not isinstance(payload["epoch"], int) or not isinstance(payload["seconds"], (int, float)):
+        raise TypeError("epoch or seconds is not a number")
+    for key, columns in (("metrics", rundir.METRIC_COLUMNS), ("grad_rows", rundir.GRAD_COLUMNS),
+                         ("stat_rows", rundir.STAT_COLUMNS)):
+        if not isinstance(payload[key], list) or any(not isinstance(r, dict) or set(columns) - set(r)
+                                                      for r in payload[key]):
+            raise ValueError(f"its {key} lack columns")
+    if not isinstance(payload["best"], dict) or not {"epoch", "val_loss", "state"} <= set(payload["best"]):
+        raise ValueError("its best epoch is incomplete")
 
 
 def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoLogger) -> dict:

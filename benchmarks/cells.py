@@ -1,25 +1,32 @@
-"""How fast and how big one training step of each cell implementation is, next to torch.nn.
+"""How fast and how big one training step of each cell implementation is, next to torch.nn.LSTM.
 
-For each (batch, T, hidden) shape and for LSTM and GRU, one training step (forward, backward, Adam) of:
+For each (batch, T, hidden) shape, one training step (forward, backward, Adam) of:
 
-    torch.nn        nn.LSTM / nn.GRU (the reference of every ratio)
-    fused           actstudy's stack on torch's fused kernel (what impl=auto picks for default slots)
-    custom tanh     actstudy's custom cells with the default slots forced (impl=custom)
-    custom relu     ... with a relu candidate
-    custom leaky    ... with a leaky_relu candidate
-    autograd relu   the relu cell looped under plain autograd (stack.bptt = False): the eager custom
-                    cell a user would otherwise write, for context
+    nn.LSTM             the reference of every ratio
+    fused LSTM          actstudy's stack on torch's fused kernel (what impl=auto picks for default slots)
+    LSTM tanh/relu/leaky  actstudy's custom LSTM (impl=custom) with a tanh, relu, leaky_relu candidate:
+                        the compiled sequence loop (actstudy/native)
+    LSTM relu, Python loop  the same on the Python loop of actstudy/bptt.py (the fallback without a compiler)
+    LSTM relu, autograd the relu cell looped under plain autograd: the eager custom cell a user would
+                        otherwise write, for context
+    <variant>           each Greff et al. variant (model.variant), compiled
+    nn.GRU, GRU tanh/relu  torch's GRU and actstudy's custom one, compiled
+    nn.RNN, RNN relu    the same for the vanilla RNN
+
+Each cell reads "time / nn.LSTM's (per unit of arithmetic)": the second figure divides by the step's
+multiply-adds relative to an LSTM's (input and recurrent matmuls: a GRU has 3/4 of them, NIG/NFG/CIFG 3/4,
+FGR 1 + 9H/(4(H+I)), a vanilla RNN 1/4), so that it compares how close each runs to the arithmetic it must do.
 
 Times are medians over --reps rounds; each round times every model once, one after another, so drift of
-a shared machine hits all columns alike. Then: time per step of the custom LSTM at T=400 over T=100, and
-peak resident memory of one step (each model in a child process, glibc told to return freed blocks, so
-the peak is what the step really holds) as a ratio to torch.nn.
+a shared machine hits all columns alike. Then: time per step at T=400 over T=100, and peak resident memory
+of one step (each model in a child process, glibc told to return freed blocks, so the peak is what the
+step really holds) as a ratio to torch.nn's.
 
-    python benchmarks/cells.py [--threads 1] [--reps 15] [--no-memory] [--device cpu|cuda]
+    python benchmarks/cells.py [--threads 1] [--reps 9] [--no-memory] [--device cpu|cuda]
 
 Threads are fixed with torch.set_num_threads and denormals flushed with torch.set_flush_denormal(True),
 and glibc's malloc is told to keep freed memory (actstudy.runtime.keep_freed_memory), as actstudy's
-trainer does; the header says so.
+trainer does; the header says so, with the CPU model and the load average (before and after).
 """
 
 from __future__ import annotations
@@ -39,30 +46,58 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from actstudy.cells import RecurrentStack  # noqa: E402
+from actstudy import native  # noqa: E402
+from actstudy.cells import VARIANTS, RecurrentStack  # noqa: E402
 from actstudy.runtime import keep_freed_memory  # noqa: E402
 
 SHAPES = [(64, 100, 64), (64, 200, 128), (32, 200, 32), (128, 400, 128)]
 INPUT = 2  # the adding problem's two features
-# name -> (actstudy impl, candidate activation, hand-written backward?); None = torch.nn itself
-MODELS = {
-    "torch.nn": None,
-    "fused": ("fused", "tanh", True),
-    "custom tanh": ("custom", "tanh", True),
-    "custom relu": ("custom", "relu", True),
-    "custom leaky": ("custom", "leaky_relu", True),
-    "autograd relu": ("custom", "relu", False),
+
+# name -> (cell, RecurrentStack keywords, loop); cell "nn.lstm" etc. is torch.nn itself. loop: "compiled",
+# "python" (bptt.py) or "autograd" (per-step cells).
+MODELS: dict[str, tuple[str, dict, str]] = {
+    "nn.LSTM": ("nn.lstm", {}, ""),
+    "fused LSTM": ("lstm", {"impl": "fused"}, ""),
+    "LSTM tanh": ("lstm", {"impl": "custom"}, "compiled"),
+    "LSTM relu": ("lstm", {"candidate": "relu"}, "compiled"),
+    "LSTM leaky_relu": ("lstm", {"candidate": "leaky_relu"}, "compiled"),
+    "LSTM relu, Python loop": ("lstm", {"candidate": "relu"}, "python"),
+    "LSTM relu, autograd": ("lstm", {"candidate": "relu"}, "autograd"),
+    **{f"variant {name}": ("lstm", {"variant": name, "impl": "custom"}, "compiled") for name in VARIANTS},
+    "nn.GRU": ("nn.gru", {}, ""),
+    "GRU tanh": ("gru", {"impl": "custom"}, "compiled"),
+    "GRU relu": ("gru", {"candidate": "relu"}, "compiled"),
+    "nn.RNN relu": ("nn.rnn", {}, ""),
+    "RNN relu": ("rnn", {"candidate": "relu", "impl": "custom"}, "compiled"),
 }
+# The T-scaling and memory tables: the custom cells that matter most, beside their torch.nn counterpart.
+FLAT_IN_T = ("LSTM tanh", "LSTM relu", "variant vanilla", "GRU tanh")
+MEMORY = {"lstm": ("nn.LSTM", "LSTM tanh", "LSTM relu", "LSTM leaky_relu", "variant vanilla", "variant fgr"),
+          "gru": ("nn.GRU", "GRU tanh", "GRU relu")}
 
 
-def build(cell: str, name: str, hidden: int, device: torch.device) -> nn.Module:
-    spec = MODELS[name]
-    if spec is None:
-        module = (nn.LSTM if cell == "lstm" else nn.GRU)(INPUT, hidden, batch_first=True)
+def arithmetic(name: str, hidden: int) -> float:
+    """Multiply-adds of one step's input and recurrent matmuls, relative to an LSTM's 4H(H+I)."""
+    cell, kwargs, _ = MODELS[name]
+    cell = cell.removeprefix("nn.")
+    blocks = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    variant = kwargs.get("variant")
+    if variant in ("nig", "nfg", "nog", "cifg"):
+        blocks = 3
+    extra = 9 * hidden * hidden if variant == "fgr" else 0  # FGR's (3H, 3H) gate recurrence
+    return (blocks * hidden * (hidden + INPUT) + extra) / (4 * hidden * (hidden + INPUT))
+
+
+def build(name: str, hidden: int, device: torch.device) -> nn.Module:
+    cell, kwargs, loop = MODELS[name]
+    if cell.startswith("nn."):
+        module = {"nn.lstm": nn.LSTM, "nn.gru": nn.GRU}.get(cell)
+        module = module(INPUT, hidden, batch_first=True) if module else nn.RNN(
+            INPUT, hidden, nonlinearity="relu", batch_first=True)
     else:
-        impl, candidate, hand_written = spec
-        module = RecurrentStack(cell, INPUT, hidden, candidate=candidate, impl=impl)
-        module.bptt = hand_written
+        module = RecurrentStack(cell, INPUT, hidden, **kwargs)
+        module.bptt = loop != "autograd"
+        module.compiled = loop == "compiled"
     return module.to(device)
 
 
@@ -81,13 +116,12 @@ def make_step(model: nn.Module, x: torch.Tensor, device: torch.device):
     return step
 
 
-def time_models(cell: str, names: list[str], shape: tuple[int, int, int], reps: int,
-                device: torch.device) -> dict[str, float]:
+def time_models(names: list[str], shape: tuple[int, int, int], reps: int, device: torch.device) -> dict[str, float]:
     """Median seconds of one training step per model, the models interleaved round by round."""
     batch, steps, hidden = shape
     torch.manual_seed(0)
     x = torch.randn(batch, steps, INPUT, device=device)
-    runs = {name: make_step(build(cell, name, hidden, device), x, device) for name in names}
+    runs = {name: make_step(build(name, hidden, device), x, device) for name in names}
     for step in runs.values():  # warm-up: first-call allocations, kernel selection, Adam state
         step()
         step()
@@ -100,10 +134,10 @@ def time_models(cell: str, names: list[str], shape: tuple[int, int, int], reps: 
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def peak_memory(cell: str, name: str, shape: tuple[int, int, int], threads: int, device: str) -> float:
+def peak_memory(name: str, shape: tuple[int, int, int], threads: int, device: str) -> float:
     """Peak bytes one training step holds above what was resident before it, in a child process."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    args = [sys.executable, __file__, "--memory-child", json.dumps([cell, name, list(shape), threads, device])]
+    args = [sys.executable, __file__, "--memory-child", json.dumps([name, list(shape), threads, device])]
     result = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -116,14 +150,14 @@ def _rss_bytes(field: str) -> int:
 
 
 def memory_child(spec: str) -> None:
-    cell, name, shape, threads, device_name = json.loads(spec)
+    name, shape, threads, device_name = json.loads(spec)
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     device = torch.device(device_name)
     batch, steps, hidden = shape
     x = torch.randn(batch, steps, INPUT, device=device)
-    step = make_step(build(cell, name, hidden, device), x, device)
-    step()  # Adam state and one-time buffers exist before the measured step
+    step = make_step(build(name, hidden, device), x, device)
+    step()  # Adam state, one-time buffers and the compiled module exist before the measured step
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -136,10 +170,17 @@ def memory_child(spec: str) -> None:
     print(_rss_bytes("VmHWM") - base)
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -151,43 +192,47 @@ def main() -> None:
     torch.set_flush_denormal(True)
     kept = keep_freed_memory()  # as the trainer does: without it every step re-faults its big tensors
     device = torch.device(args.device)
+    loop = "compiled loop built" if native.load() is not None else f"NO compiled loop ({native.unavailable_reason()})"
+    print(f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start; "
+          f"torch {torch.__version__}, device {device}, torch.set_num_threads({args.threads}), "
+          f"torch.set_flush_denormal(True), glibc keeps freed memory: {kept}; {loop}; "
+          f"median of {args.reps} interleaved rounds")
+    print("one training step (forward, backward, Adam; input 2 features): time / nn.LSTM's "
+          "(per unit of arithmetic)\n")
     names = list(MODELS)
-    load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, device {device}, torch.set_num_threads({args.threads}), "
-          f"torch.set_flush_denormal(True), glibc keeps freed memory: {kept}, "
-          f"median of {args.reps} interleaved rounds, load average {load:.1f}")
-    print("one training step (forward, backward, Adam; input 2 features); ratios to torch.nn\n")
-    print("| cell | batch, T, hidden | torch.nn (ms) | " + " | ".join(names[1:]) + " |")
-    print("|---|---|---|" + "---|" * (len(names) - 1))
-    for cell in ("lstm", "gru"):
+    results = {shape: time_models(names, shape, args.reps, device) for shape in SHAPES}
+    print("| model | " + " | ".join(", ".join(map(str, shape)) for shape in SHAPES) + " |")
+    print("|---|" + "---|" * len(SHAPES))
+    print("| nn.LSTM (ms) | " + " | ".join(f"{results[shape]['nn.LSTM'] * 1e3:.1f}" for shape in SHAPES) + " |")
+    for name in names[1:]:
+        cells = []
         for shape in SHAPES:
-            median = time_models(cell, names, shape, args.reps, device)
-            reference = median["torch.nn"]
-            ratios = " | ".join(f"{median[name] / reference:.2f}x" for name in names[1:])
-            print(f"| {cell} | {', '.join(map(str, shape))} | {reference * 1e3:.1f} | {ratios} |", flush=True)
+            ratio = results[shape][name] / results[shape]["nn.LSTM"]
+            cells.append(f"{ratio:.2f}x ({ratio / arithmetic(name, shape[2]):.2f}x)")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
-    print("\ncustom LSTM, time per time step at T=400 over T=100 (batch 64, hidden 128; 1.0 = linear in T)\n")
-    print("| candidate | T=100 (ms) | T=400 (ms) | per-step ratio |")
+    print("\ntime per time step at T=400 over T=100 (batch 64, hidden 128; 1.00 = linear in T)\n")
+    print("| model | T=100 (ms) | T=400 (ms) | per-step ratio |")
     print("|---|---|---|---|")
-    for name in ("custom tanh", "custom relu"):
-        short = time_models("lstm", [name], (64, 100, 128), args.reps, device)[name]
-        long = time_models("lstm", [name], (64, 400, 128), max(3, args.reps // 3), device)[name]
-        print(f"| {MODELS[name][1]} | {short * 1e3:.1f} | {long * 1e3:.1f} | {(long / 400) / (short / 100):.2f} |",
-              flush=True)
+    short = time_models(list(FLAT_IN_T), (64, 100, 128), args.reps, device)
+    long = time_models(list(FLAT_IN_T), (64, 400, 128), max(3, args.reps // 3), device)
+    for name in FLAT_IN_T:
+        print(f"| {name} | {short[name] * 1e3:.1f} | {long[name] * 1e3:.1f} | "
+              f"{(long[name] / 400) / (short[name] / 100):.2f} |", flush=True)
 
-    if args.no_memory:
-        return
-    print("\npeak memory of one training step above what was resident before it (MB; ratio to torch.nn)\n")
-    measured = ("torch.nn", "custom tanh", "custom relu", "autograd relu")
-    print("| cell | batch, T, hidden | " + " | ".join(measured) + " |")
-    print("|---|---|" + "---|" * len(measured))
-    for cell in ("lstm", "gru"):
-        for shape in SHAPES:
-            peaks = {name: peak_memory(cell, name, shape, args.threads, args.device) for name in measured}
-            reference = peaks["torch.nn"]
-            cells = [f"{reference / 2**20:.1f}"] + [
-                f"{peaks[name] / 2**20:.1f} ({peaks[name] / reference:.2f}x)" for name in measured[1:]]
-            print(f"| {cell} | {', '.join(map(str, shape))} | " + " | ".join(cells) + " |", flush=True)
+    if not args.no_memory:
+        print("\npeak memory of one training step above what was resident before it (MB; ratio to torch.nn's)\n")
+        for cell, measured in MEMORY.items():
+            print("| batch, T, hidden | " + " | ".join(measured) + " |")
+            print("|---|" + "---|" * len(measured))
+            for shape in SHAPES:
+                peaks = {name: peak_memory(name, shape, args.threads, args.device) for name in measured}
+                reference = peaks[measured[0]]
+                cells = [f"{reference / 2**20:.1f}"] + [
+                    f"{peaks[name] / 2**20:.1f} ({peaks[name] / reference:.2f}x)" for name in measured[1:]]
+                print(f"| {', '.join(map(str, shape))} | " + " | ".join(cells) + " |", flush=True)
+            print()
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

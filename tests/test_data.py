@@ -35,6 +35,11 @@ def variable_sequences(count=90, features=3, classes=3, seed=0):
     return xs, np.array(ys)
 
 
+def ragged(xs):
+    """Sequences of different lengths as plain arrays: concatenated along time, with each one's length."""
+    return {"X": np.concatenate(xs), "lengths": np.array([len(seq) for seq in xs])}
+
+
 def object_array(xs):
     out = np.empty(len(xs), dtype=object)
     out[:] = xs
@@ -63,10 +68,20 @@ def padded(xs, extra=0):
 # ---------------------------------------------------------------- npz layouts
 
 
-def test_npz_variable_lengths_become_padded_tensors_with_lengths(tmp_path):
+@pytest.mark.parametrize("layout", ["lengths", "offsets", "pickled"])
+def test_npz_variable_lengths_become_padded_tensors_with_lengths(tmp_path, layout):
     xs, ys = variable_sequences()
-    np.savez(tmp_path / "d.npz", X=object_array(xs), y=ys)
-    task = build_task({"name": "npz", "path": str(tmp_path / "d.npz")}, seed=0)
+    cfg = {"name": "npz", "path": str(tmp_path / "d.npz")}
+    if layout == "lengths":
+        np.savez(tmp_path / "d.npz", **ragged(xs), y=ys)
+    elif layout == "offsets":
+        np.savez(tmp_path / "d.npz", X=np.concatenate(xs), offsets=np.cumsum([0] + [len(s) for s in xs]), y=ys)
+    else:  # N arrays in an object array: pickled, so only by choice
+        np.savez(tmp_path / "d.npz", X=object_array(xs), y=ys)
+        with pytest.raises(DataError, match="task.allow_pickle=true"):
+            build_task(cfg, seed=0)
+        cfg["allow_pickle"] = True
+    task = build_task(cfg, seed=0)
     total = max(len(s) for s in xs)
     assert (task.input_size, task.output_size, task.per_step, task.metric_name) == (3, 3, False, "accuracy")
     sizes = {split: len(task.splits[split][0]) for split in ("train", "val", "test")}
@@ -82,7 +97,7 @@ def test_npz_variable_lengths_become_padded_tensors_with_lengths(tmp_path):
 
 def test_standardisation_uses_training_statistics_only(tmp_path):
     xs, ys = variable_sequences()
-    np.savez(tmp_path / "d.npz", X=object_array(xs), y=ys)
+    np.savez(tmp_path / "d.npz", **ragged(xs), y=ys)
     task = build_task({"name": "npz", "path": str(tmp_path / "d.npz")}, seed=0)
     x, _ = task.splits["train"]
     real = torch.arange(x.shape[1]).unsqueeze(0) < task.lengths["train"].unsqueeze(1)
@@ -113,7 +128,7 @@ def test_predefined_split_arrays_and_split_column_are_respected(tmp_path):
 def test_regression_target_is_inferred_from_float_labels(tmp_path):
     xs, _ = variable_sequences(count=40)
     y = np.array([float(s[:, 1].sum()) for s in xs])
-    np.savez(tmp_path / "r.npz", X=object_array(xs), y=y)
+    np.savez(tmp_path / "r.npz", **ragged(xs), y=y)
     task = build_task({"name": "npz", "path": str(tmp_path / "r.npz")}, seed=0)
     assert (task.output_size, task.metric_name, task.loss_name) == (1, "r2", "MSE")
     assert task.splits["train"][1].shape[1:] == (1,)
@@ -161,7 +176,7 @@ def per_step_data(count=30, seed=0):
 
 def test_per_step_targets_from_npz_and_csv_are_the_same_task(tmp_path):
     xs, ys = per_step_data()
-    np.savez(tmp_path / "p.npz", X=object_array(xs), y=object_array(ys))
+    np.savez(tmp_path / "p.npz", **ragged(xs), y=np.concatenate(ys))
     rows = [{"id": i, "t": t, "f0": float(step[0]), "f1": float(step[1]), "f2": float(step[2]), "label": int(ys[i][t])}
             for i, seq in enumerate(xs) for t, step in enumerate(seq)]
     pd.DataFrame(rows).to_csv(tmp_path / "p.csv", index=False)
@@ -179,15 +194,19 @@ def test_per_step_targets_from_npz_and_csv_are_the_same_task(tmp_path):
     np.savez(tmp_path / "q.npz", X=x, y=y, lengths=lengths)
     c = build_task({"name": "npz", "path": str(tmp_path / "q.npz"), "per_step": True}, seed=0)
     assert all(torch.equal(a.splits[s][1], c.splits[s][1]) for s in ("train", "val", "test"))
+    # N arrays in object arrays (pickled, by choice) give the same task again
+    np.savez(tmp_path / "o.npz", X=object_array(xs), y=object_array(ys))
+    d = build_task({"name": "npz", "path": str(tmp_path / "o.npz"), "per_step": True, "allow_pickle": True}, seed=0)
+    assert all(torch.equal(a.splits[s][1], d.splits[s][1]) for s in ("train", "val", "test"))
     np.savez(tmp_path / "bad.npz", X=object_array(xs), y=object_array([labels[:-1] for labels in ys]))
     with pytest.raises(DataError, match="labels do not match the sequences: train sequence 0"):
-        build_task({"name": "npz", "path": str(tmp_path / "bad.npz"), "per_step": True}, seed=0)
+        build_task({"name": "npz", "path": str(tmp_path / "bad.npz"), "per_step": True, "allow_pickle": True}, seed=0)
 
 
 def test_padding_does_not_change_per_step_loss(tmp_path):
     """A per-step task's loss leaves padded steps out: 0 or 50 more padding steps give the same loss."""
     xs, ys = per_step_data()
-    np.savez(tmp_path / "p.npz", X=object_array(xs), y=object_array(ys))
+    np.savez(tmp_path / "p.npz", **ragged(xs), y=np.concatenate(ys))
     task = build_task({"name": "npz", "path": str(tmp_path / "p.npz"), "per_step": True}, seed=0)
     x, y = task.splits["train"]
     lengths = task.lengths["train"]
@@ -212,7 +231,7 @@ def test_padding_does_not_change_per_step_loss(tmp_path):
 
 def test_per_step_run_through_the_cli(cli, tmp_path):
     xs, ys = per_step_data()
-    np.savez(tmp_path / "p.npz", X=object_array(xs), y=object_array(ys))
+    np.savez(tmp_path / "p.npz", **ragged(xs), y=np.concatenate(ys))
     result = cli("run", "task=npz", f"task.path={tmp_path / 'p.npz'}", "task.per_step=true", *SMALL_RUN,
                  f"hydra.run.dir={tmp_path / 'run'}")
     assert result.exit_code == 0, result.output
@@ -223,7 +242,7 @@ def test_per_step_run_through_the_cli(cli, tmp_path):
 
 def test_trainer_evaluation_and_gradient_profile_ignore_padding(tmp_path):
     xs, ys = variable_sequences(count=20)
-    np.savez(tmp_path / "d.npz", X=object_array(xs), y=ys)
+    np.savez(tmp_path / "d.npz", **ragged(xs), y=ys)
     task = build_task({"name": "npz", "path": str(tmp_path / "d.npz")}, seed=0)
     model_cfg = OmegaConf.create({"cell": "lstm", "hidden_size": 8})
     torch.manual_seed(0)
@@ -292,7 +311,7 @@ def test_npz_token_sequences_of_different_lengths(tmp_path, cli):
     rng = np.random.default_rng(0)
     xs = [rng.integers(0, 5, size=int(rng.integers(3, 9))) for _ in range(60)]
     ys = np.array([int(s[0] > 2) for s in xs])
-    np.savez(tmp_path / "tok.npz", X=object_array(xs), y=ys)
+    np.savez(tmp_path / "tok.npz", **ragged(xs), y=ys)
     task = build_task({"name": "npz", "path": str(tmp_path / "tok.npz"), "input": "tokens"}, seed=0)
     assert task.vocab_size == 5 and task.input_size == 16 and task.splits["train"][0].dtype == torch.int64
     with pytest.raises(DataError, match="not below task.vocab_size=3"):
@@ -308,7 +327,7 @@ def test_npz_token_sequences_of_different_lengths(tmp_path, cli):
 
 def test_same_data_as_npz_and_csv_gives_identical_runs_and_a_report(cli, tmp_path):
     xs, ys = variable_sequences()
-    np.savez(tmp_path / "d.npz", X=object_array(xs), y=ys)
+    np.savez(tmp_path / "d.npz", **ragged(xs), y=ys)
     write_long_csv(tmp_path / "d.csv", xs, ys)
     runs = {}
     for kind in ("npz", "csv"):
@@ -335,7 +354,7 @@ def test_fifty_padding_steps_in_the_file_change_no_result_through_the_cli(cli, t
     """The user-facing promise. The loader also trims padding beyond the longest sequence, so the model
     itself meeting 50 padding steps is proven by the model- and trainer-level tests above."""
     xs, ys = variable_sequences(count=60)
-    np.savez(tmp_path / "own.npz", X=object_array(xs), y=ys)  # every sequence its own length
+    np.savez(tmp_path / "own.npz", **ragged(xs), y=ys)  # every sequence its own length
     x, lengths = padded(xs, extra=50)
     np.savez(tmp_path / "padded.npz", X=x, y=ys, lengths=lengths)  # (N, T_max + 50, F) zeros after each end
     runs = []

@@ -21,10 +21,13 @@ def test_plain_install_finds_the_configs(tmp_path):
         check=True, timeout=600,
     )
     assert (target / "actstudy" / "conf" / "model" / "lstm.yaml").is_file()
+    assert (target / "actstudy" / "native" / "recurrent.cpp").is_file()  # the compiled loop's source ships too
     code = (
         "from actstudy.config import compose; import actstudy, sys;"
         "cfg = compose(['model=gru', 'task=copy']);"
         "assert 'site' in actstudy.__file__, actstudy.__file__;"
+        "from actstudy import native; import shutil;"
+        "assert shutil.which('c++') is None or native.load() is not None, native.unavailable_reason();"
         "print(cfg.model.cell, cfg.task.name)"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}

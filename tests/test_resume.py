@@ -137,7 +137,8 @@ def test_a_run_another_process_is_training_is_left_to_it(cli, tmp_path):
     held = claim_run_dir(run_dir)  # as a live worker of an earlier, killed sweep would hold it
     assert held is not None and claim_run_dir(run_dir) is None
     result = cli("run", *TINY, f"hydra.run.dir={run_dir}", "-q")
-    assert result.exit_code == 1 and "another process is training this run" in result.output
+    assert result.exit_code == 1 and "locked" in result.output and "resuming" not in result.output
+    assert "another process is training the run" in result.output
     assert not (run_dir / "metrics.csv").exists()
     held.close()  # the holder ends (a kill -9 drops the lock the same way): now it trains
     result = cli("run", *TINY, f"hydra.run.dir={run_dir}", "-q")

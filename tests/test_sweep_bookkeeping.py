@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, read_run
@@ -68,16 +67,23 @@ def test_adding_a_seed_trains_only_the_new_runs(cli, tmp_path):
     assert len([d for d in sweep_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]) == 6
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the failing run asks for a GPU this machine must not have")
-def test_a_sweep_with_a_failing_and_a_diverging_run_finishes_the_rest_and_exits_non_zero(cli, tmp_path):
+def test_a_sweep_with_a_failing_and_a_diverging_run_finishes_the_rest_and_exits_non_zero(cli, tmp_path, monkeypatch):
+    import actstudy.train
+
+    def prepare_or_fail(threads, seed):  # seed 1 cannot start here, as a run whose node lacks what it needs
+        if seed == 1:
+            raise RuntimeError("injected: seed 1 cannot start on this machine")
+        return prepare_torch(threads, seed)
+
+    prepare_torch = actstudy.train.prepare_torch
+    monkeypatch.setattr(actstudy.train, "prepare_torch", prepare_or_fail)
     sweep_dir = tmp_path / "sweep"
-    # device=cuda passes the pre-flight (a cluster node may have the GPU the login node lacks) and raises
-    # when the run starts here; lr=1e6 with unbounded activations and no clipping blows up at once.
+    # lr=1e6 with unbounded activations and no clipping blows up at once.
     result = cli("sweep", *TINY, "model.activation.candidate=relu", "model.activation.output=relu",
-                 "train.clip_grad=null", "device=cpu,cuda", "optim.lr=0.001,1e6", f"hydra.sweep.dir={sweep_dir}")
+                 "train.clip_grad=null", "seed=0,1", "optim.lr=0.001,1e6", f"hydra.sweep.dir={sweep_dir}")
     assert result.exit_code == 1
     assert outcome(result.output) == {"completed": 1, "diverged": 1, "failed": 2, "skipped": 0, "unfinished": 0}
-    assert "device=cuda but no CUDA device" in result.output
+    assert "injected: seed 1 cannot start" in result.output
     statuses = {}
     for run in sweep_dir.iterdir():
         if run.is_dir():
@@ -90,7 +96,7 @@ def test_a_sweep_with_a_failing_and_a_diverging_run_finishes_the_rest_and_exits_
 
     # the same command again: the finished runs are skipped, the failed ones are retried (and fail again)
     again = cli("sweep", *TINY, "model.activation.candidate=relu", "model.activation.output=relu",
-                "train.clip_grad=null", "device=cpu,cuda", "optim.lr=0.001,1e6", f"hydra.sweep.dir={sweep_dir}")
+                "train.clip_grad=null", "seed=0,1", "optim.lr=0.001,1e6", f"hydra.sweep.dir={sweep_dir}")
     assert again.exit_code == 1
     assert outcome(again.output) == {"completed": 0, "diverged": 0, "failed": 2, "skipped": 2, "unfinished": 0}
 

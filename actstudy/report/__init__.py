@@ -21,6 +21,9 @@ diverged run is scored at its best epoch before it diverged.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,6 +55,36 @@ __all__ = [
     "comparison_frame", "find_run_dirs", "group_runs", "load_run", "load_runs", "parse_reference", "print_tables",
     "statistics_frame", "summary_frame", "write_markdown", "write_plots", "write_report",
 ]
+
+
+REPORT_MARKER = ".actstudy-report"  # marks a folder the report wrote, which the next report may replace whole
+
+
+def _put_in_place(build: Path, out_dir: Path) -> None:
+    """Move the finished report from `build` to `out_dir`. A folder that is absent, empty or an earlier
+    report is swapped for it by two renames; a folder of the user's (`--out` holding other files) keeps
+    its other files and gets each report file renamed into it."""
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / REPORT_MARKER).exists():
+        for path in sorted(build.rglob("*")):
+            target = out_dir / path.relative_to(build)
+            if path.is_dir():
+                target.mkdir(exist_ok=True)
+            else:
+                os.replace(path, target)
+        shutil.rmtree(build, ignore_errors=True)
+        return
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    try:
+        os.replace(build, out_dir)
+    except OSError:
+        if old is not None:
+            os.replace(old / out_dir.name, out_dir)  # the previous report back where it was
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class ReportError(ValueError):
@@ -127,18 +160,29 @@ def write_report(dirs: list[Path], out: Path | None, console: Console, test: str
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
 
     out_dir = Path(out) if out is not None else dirs[0] / REPORT_DIR_NAME
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / "summary.csv"
-    summary.to_csv(csv_path, index=False)
-    plots = write_plots(sections, out_dir)
-    md_path = out_dir / "summary.md"
-    write_markdown(md_path, summary, sections, plots, skipped, options, floors, warnings)
-    tex_path = write_latex(out_dir / "summary.tex", summary, sections, options)
-    html_path = write_html(out_dir / "index.html", summary, sections, plots, skipped, dirs, options, floors, warnings)
+    # Built whole in a hidden folder beside out_dir, then put in place: a failure half-way (a value that
+    # cannot be drawn, a full disk) leaves the previous report as it was.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        csv_path = build / "summary.csv"
+        summary.to_csv(csv_path, index=False)
+        plots = write_plots(sections, build)
+        md_path = build / "summary.md"
+        write_markdown(md_path, summary, sections, plots, skipped, options, floors, warnings)
+        tex_path = write_latex(build / "summary.tex", summary, sections, options)
+        html_path = write_html(build / "index.html", summary, sections, plots, skipped, dirs, options, floors,
+                               warnings)
+        (build / REPORT_MARKER).write_text("written by actstudy report; this folder is replaced whole\n")
+        plot_files = [plot.path for written in plots.values() for plot in written]
+        built = [csv_path, md_path, tex_path, html_path] + plot_files + [p.with_suffix(".svg") for p in plot_files]
+        _put_in_place(build, out_dir)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
 
     print_tables(console, summary, sections)
-    plot_files = [plot.path for written in plots.values() for plot in written]
-    files = [csv_path, md_path, tex_path, html_path] + plot_files + [p.with_suffix(".svg") for p in plot_files]
+    files = [out_dir / p.relative_to(build) for p in built]
     skipped_note = f", {len(skipped)} run directories skipped" if skipped else ""
     console.print(f"{len(runs)} runs in {len(summary)} configurations{skipped_note}; {len(files)} files written",
                   soft_wrap=True)

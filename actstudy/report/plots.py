@@ -587,8 +587,13 @@ _PLOT_INPUT: tuple[list[TaskSection], Colours] | None = None
 
 
 def _draw_one(job: PlotJob) -> Path | None:
+    import matplotlib
+
     sections, colours = _PLOT_INPUT
-    return PLOTS[job.kind].draw(sections[job.section_index], colours, job.path, job.variant)
+    # Labels come from configs and file names: `$`, `_`, `^`, `\` are drawn as written, never read as
+    # mathtext (an unbalanced `$` would otherwise stop the whole report).
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        return PLOTS[job.kind].draw(sections[job.section_index], colours, job.path, job.variant)
 
 
 def plot_workers(n_jobs: int) -> int:

@@ -274,6 +274,23 @@ def _fill_splits(raw: RawData, config, data_seed: int, stratify: bool) -> dict[s
     return {split: splits[split] for split in SPLITS}
 
 
+def _check_classes_in_train(raw: RawData, ys: dict[str, np.ndarray], classes) -> None:
+    """Refuse a split in which a class appears that training never shows: its accuracy would measure
+    the split, not the activation (a split too small, or a file's own split that misses a class)."""
+    def seen(y) -> set:
+        labels = np.concatenate([np.asarray(r) for r in y]) if raw.per_step and len(y) else np.asarray(y)
+        return set(np.unique(labels).tolist())
+
+    trained = seen(ys["train"])
+    for split in ("val", "test"):
+        missing = sorted(seen(ys[split]) - trained)
+        if missing:
+            name = classes[missing[0]] if classes is not None and missing[0] < len(classes) else missing[0]
+            name = name.item() if hasattr(name, "item") else name  # np.int64(2) -> 2
+            _fail(raw.source, f"class {name!r} appears in the {split} split but never in train ({len(missing)} "
+                              f"such class(es)); give train examples of it, or a larger file or split")
+
+
 def prepare(raw: RawData, config, data_seed: int, vocab_size: Optional[int] = None) -> PreparedData:
     """Check the data, fill in missing splits, encode targets. Raises DataError naming the problem."""
     extra = set(raw.splits) - set(SPLITS)
@@ -298,6 +315,8 @@ def prepare(raw: RawData, config, data_seed: int, vocab_size: Optional[int] = No
     splits = _fill_splits(raw, config, data_seed, stratify=target == "class" and not raw.per_step)
     xs = {split: splits[split][0] for split in SPLITS}
     ys = {split: splits[split][1] for split in SPLITS}
+    if target == "class":
+        _check_classes_in_train(raw, ys, classes)
 
     if raw.tokens:
         top = max(int(seq.max()) for split in SPLITS for seq in xs[split])

@@ -1,0 +1,779 @@
+// The recurrence of actstudy's custom cells, forward over all T steps and backward through time, in one
+// native call per layer and direction (actstudy/native/__init__.py builds and loads it; actstudy/bptt.py
+// wraps each pair of functions in an autograd Function).
+//
+// Why native: the per-step work is one matrix product (torch's BLAS, through at::addmm) and a handful of
+// pointwise operations on a (batch, hidden) tile. From Python every pointwise operation is a separate
+// dispatch plus a pass over memory; here they are one loop per row that stays in cache, and the time loop
+// itself costs nothing.
+//
+// Each slot's activation is chosen at run time by a code (the order of ACTIVATION_CODES in __init__.py);
+// its derivative is taken from its output where that is exact (sigmoid, tanh, ...) and from its input
+// otherwise (leaky_relu, gelu, silu, softplus), in which case the forward keeps the pre-activations.
+//
+// Every function starts from zero state and takes the input projection of all steps (the cell's
+// project_inputs), so the biases, W_ih and x get their gradient from autograd in one matmul.
+
+#include <torch/extension.h>
+
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+// The BLAS torch itself links (MKL in the x86 wheels) exports the Fortran gemm entry points. Calling them
+// directly skips the dispatcher and the tensor bookkeeping of at::addmm, which cost as much as the matmul
+// itself at hidden 32; declared weak so that a torch without them falls back to at::addmm_out.
+extern "C" {
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc) __attribute__((weak));
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc) __attribute__((weak));
+}
+
+namespace {
+
+using at::Tensor;
+
+template <typename T>
+struct Fortran;
+template <>
+struct Fortran<float> {
+  static constexpr auto gemm = &sgemm_;
+};
+template <>
+struct Fortran<double> {
+  static constexpr auto gemm = &dgemm_;
+};
+
+// Row-major C (m x n, row stride ldc) = op(A) op(B) + beta C, op(A) (m x k) = A or A^T as `ta` says, op(B)
+// (k x n) likewise; lda and ldb are the row strides of A and B as stored.
+template <typename T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+          T beta, T* c, int64_t ldc) {
+  auto fortran = Fortran<T>::gemm;
+  if (fortran != nullptr) {
+    // Row-major C = A B is column-major C^T = B^T A^T: swap the operands, keep the flags.
+    const char tb_c = tb ? 'T' : 'N', ta_c = ta ? 'T' : 'N';
+    const int mi = static_cast<int>(n), ni = static_cast<int>(m), ki = static_cast<int>(k);
+    const int ldbi = static_cast<int>(ldb), ldai = static_cast<int>(lda), ldci = static_cast<int>(ldc);
+    const T one = T(1);
+    fortran(&tb_c, &ta_c, &mi, &ni, &ki, &one, b, &ldbi, a, &ldai, &beta, c, &ldci);
+    return;
+  }
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  auto view = [&](const T* data, bool transposed, int64_t rows, int64_t cols, int64_t ld) {
+    // (rows x cols) as used; stored transposed it is (cols x rows) with row stride ld.
+    if (transposed) return at::from_blob(const_cast<T*>(data), {cols, rows}, {ld, 1}, options).t();
+    return at::from_blob(const_cast<T*>(data), {rows, cols}, {ld, 1}, options);
+  };
+  Tensor out = at::from_blob(c, {m, n}, {ldc, 1}, options);
+  at::addmm_out(out, out, view(a, ta, m, k, lda), view(b, tb, k, n, ldb), beta, 1);
+}
+
+// Keep in the order of ACTIVATION_CODES (actstudy/native/__init__.py).
+enum Code : int64_t {
+  SIGMOID = 0,
+  HARD_SIGMOID,
+  TANH,
+  HARDTANH,
+  RELU,
+  LEAKY_RELU,
+  ELU,
+  SELU,
+  GELU,
+  SILU,
+  SOFTSIGN,
+  SOFTPLUS,
+  IDENTITY,
+  CODE_COUNT
+};
+
+// torch.nn.SELU's constants and torch's softplus threshold (above it softplus is exactly x).
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluScale = 1.0507009873554804934193349852946;
+constexpr double kSoftplusThreshold = 20.0;
+constexpr double kInvSqrt2 = 0.70710678118654752440084436210485;
+constexpr double kInvSqrt2Pi = 0.39894228040143267793994605993438;
+
+struct Slot {
+  int64_t code;
+  double negative_slope;  // leaky_relu only
+};
+
+bool needs_input(const Slot& slot) {
+  return slot.code == LEAKY_RELU || slot.code == GELU || slot.code == SILU || slot.code == SOFTPLUS;
+}
+
+// y = activation(x) over n contiguous values; y may be x.
+template <typename T>
+void activate(const Slot& slot, const T* x, T* y, int64_t n) {
+  using Vec = at::vec::Vectorized<T>;
+  const T s = static_cast<T>(slot.negative_slope);
+  switch (slot.code) {
+    case SIGMOID:
+      at::vec::map([](Vec v) { return (Vec(T(1)) + v.neg().exp()).reciprocal(); }, y, x, n);
+      return;
+    case TANH:
+      at::vec::map([](Vec v) { return v.tanh(); }, y, x, n);
+      return;
+    case HARD_SIGMOID:  // torch's form: min(max(x + 3, 0), 6) / 6
+      for (int64_t j = 0; j < n; ++j) y[j] = std::min(std::max(x[j] + T(3), T(0)), T(6)) / T(6);
+      return;
+    case HARDTANH:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::min(std::max(x[j], T(-1)), T(1));
+      return;
+    case RELU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > T(0) ? x[j] : T(0);
+      return;
+    case LEAKY_RELU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > T(0) ? x[j] : x[j] * s;
+      return;
+    case ELU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > T(0) ? x[j] : std::expm1(x[j]);
+      return;
+    case SELU:
+      for (int64_t j = 0; j < n; ++j)
+        y[j] = T(kSeluScale) * (x[j] > T(0) ? x[j] : T(kSeluAlpha) * std::expm1(x[j]));
+      return;
+    case GELU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] * T(0.5) * (T(1) + std::erf(x[j] * T(kInvSqrt2)));
+      return;
+    case SILU:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] / (T(1) + std::exp(-x[j]));
+      return;
+    case SOFTSIGN:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] / (T(1) + std::abs(x[j]));
+      return;
+    case SOFTPLUS:
+      for (int64_t j = 0; j < n; ++j)
+        y[j] = x[j] > T(kSoftplusThreshold) ? x[j] : std::log1p(std::exp(x[j]));
+      return;
+    case IDENTITY:
+      if (y != x) std::copy(x, x + n, y);
+      return;
+    default:
+      TORCH_CHECK(false, "unknown activation code ", slot.code);
+  }
+}
+
+// d = activation'(x) from the input x or the output y (whichever needs_input says); x may be null when
+// the derivative is written in terms of the output.
+template <typename T>
+void slope_of(const Slot& slot, const T* x, const T* y, T* d, int64_t n) {
+  const T s = static_cast<T>(slot.negative_slope);
+  switch (slot.code) {
+    case SIGMOID:
+      for (int64_t j = 0; j < n; ++j) d[j] = y[j] * (T(1) - y[j]);
+      return;
+    case HARD_SIGMOID:  // 1/6 where the output is strictly inside (0, 1)
+      for (int64_t j = 0; j < n; ++j) d[j] = (y[j] > T(0) && y[j] < T(1)) ? T(1) / T(6) : T(0);
+      return;
+    case TANH:
+      for (int64_t j = 0; j < n; ++j) d[j] = T(1) - y[j] * y[j];
+      return;
+    case HARDTANH:
+      for (int64_t j = 0; j < n; ++j) d[j] = std::abs(y[j]) < T(1) ? T(1) : T(0);
+      return;
+    case RELU:
+      for (int64_t j = 0; j < n; ++j) d[j] = y[j] > T(0) ? T(1) : T(0);
+      return;
+    case LEAKY_RELU:
+      for (int64_t j = 0; j < n; ++j) d[j] = x[j] > T(0) ? T(1) : s;
+      return;
+    case ELU:  // for x <= 0, y = e^x - 1, so the slope e^x is y + 1
+      for (int64_t j = 0; j < n; ++j) d[j] = y[j] > T(0) ? T(1) : y[j] + T(1);
+      return;
+    case SELU:
+      for (int64_t j = 0; j < n; ++j)
+        d[j] = y[j] > T(0) ? T(kSeluScale) : y[j] + T(kSeluScale * kSeluAlpha);
+      return;
+    case GELU:
+      for (int64_t j = 0; j < n; ++j) {
+        const T cdf = T(0.5) * (T(1) + std::erf(x[j] * T(kInvSqrt2)));
+        d[j] = cdf + x[j] * std::exp(T(-0.5) * x[j] * x[j]) * T(kInvSqrt2Pi);
+      }
+      return;
+    case SILU:
+      for (int64_t j = 0; j < n; ++j) {
+        const T sig = T(1) / (T(1) + std::exp(-x[j]));
+        d[j] = sig * (T(1) + x[j] * (T(1) - sig));
+      }
+      return;
+    case SOFTSIGN:
+      for (int64_t j = 0; j < n; ++j) d[j] = (T(1) - std::abs(y[j])) * (T(1) - std::abs(y[j]));
+      return;
+    case SOFTPLUS:
+      for (int64_t j = 0; j < n; ++j)
+        d[j] = x[j] > T(kSoftplusThreshold) ? T(1) : T(1) / (T(1) + std::exp(-x[j]));
+      return;
+    case IDENTITY:
+      std::fill(d, d + n, T(1));
+      return;
+    default:
+      TORCH_CHECK(false, "unknown activation code ", slot.code);
+  }
+}
+
+std::vector<Slot> slots_of(const std::vector<int64_t>& codes, const std::vector<double>& slopes) {
+  TORCH_CHECK(codes.size() == slopes.size(), "one negative slope per activation code");
+  std::vector<Slot> slots;
+  for (size_t k = 0; k < codes.size(); ++k) {
+    TORCH_CHECK(codes[k] >= 0 && codes[k] < CODE_COUNT, "unknown activation code ", codes[k]);
+    slots.push_back({codes[k], slopes[k]});
+  }
+  return slots;
+}
+
+void check_sequence(const Tensor& projected, const Tensor& weight_hh, int64_t blocks) {
+  TORCH_CHECK(projected.dim() == 3 && projected.size(0) > 0, "projected must be (T>0, B, G*H)");
+  TORCH_CHECK(projected.device().is_cpu(), "the compiled loop runs on the CPU");
+  TORCH_CHECK(weight_hh.dim() == 2 && projected.size(2) == blocks * weight_hh.size(1) &&
+                  weight_hh.size(0) == projected.size(2),
+              "weight_hh must be (G*H, H) with G*H the projection's width");
+  TORCH_CHECK(weight_hh.scalar_type() == projected.scalar_type(), "weight_hh and projected differ in dtype");
+}
+
+// ------------------------------------------------------------------------------------------------ LSTM
+//
+// One layout for the plain LSTM and every Greff et al. variant: `blocks` gives the block index of i, f,
+// g, o in the (G*H) pre-activation (-1: the gate is absent, i.e. fixed at 1), `peeps` the row of the
+// (P, H) peephole matrix for i, f, o (-1: none), `coupled` sets f = 1 - i, and a defined `recurrence`
+// (3H, 3H) adds R [i, f, o]_{t-1} to the i, f, o pre-activations (full gate recurrence).
+
+struct LSTMLayout {
+  int64_t bi, bf, bg, bo;  // block index of i, f, g, o, or -1
+  int64_t pi, pf, po;      // peephole row of i, f, o, or -1
+  bool coupled;
+  bool recurrent_gates;
+};
+
+LSTMLayout lstm_layout(const std::vector<int64_t>& blocks, const std::vector<int64_t>& peeps, bool coupled,
+                       const Tensor& recurrence) {
+  TORCH_CHECK(blocks.size() == 4 && peeps.size() == 3, "blocks are (i, f, g, o), peepholes (i, f, o)");
+  TORCH_CHECK(blocks[2] >= 0, "the LSTM always has a candidate block");
+  return {blocks[0], blocks[1], blocks[2], blocks[3], peeps[0], peeps[1], peeps[2], coupled,
+          recurrence.defined() && recurrence.numel() > 0};
+}
+
+// buf (B, 3H) = the i, f, o blocks of `rows` (B, G*H): the gate values (or their gradients) that the gate
+// recurrence reads, side by side.
+template <typename T>
+void gather_gates(const T* rows, const LSTMLayout& L, int64_t batch, int64_t H, int64_t width, T* buf) {
+  const int64_t gates[3] = {L.bi, L.bf, L.bo};
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t r = 0; r < 3; ++r)
+      std::copy(rows + b * width + gates[r] * H, rows + b * width + (gates[r] + 1) * H, buf + (b * 3 + r) * H);
+}
+
+template <typename T>
+void lstm_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Tensor& peephole,
+                       const Tensor& recurrence, const LSTMLayout& L, const std::vector<Slot>& slot, Tensor& hs,
+                       Tensor& acts, Tensor& cells, Tensor& pres) {
+  const int64_t steps = projected.size(0), batch = projected.size(1), width = projected.size(2);
+  const int64_t H = weight_hh.size(1);
+  const Slot gate = slot[0], candidate = slot[1], output = slot[2];
+  const bool keep = pres.defined();
+  const T* w = weight_hh.data_ptr<T>();
+  const T* rec = L.recurrent_gates ? recurrence.data_ptr<T>() : nullptr;  // R (3H, 3H)
+  std::vector<T> gates_prev(L.recurrent_gates ? batch * 3 * H : 0);      // [i, f, o]_{t-1}
+  const int64_t gate_blocks[3] = {L.bi, L.bf, L.bo};
+  const T* in_p = projected.data_ptr<T>();
+  T* hs_p = hs.data_ptr<T>();
+  T* acts_p = acts.data_ptr<T>();
+  T* cells_p = cells.data_ptr<T>();
+  T* pres_p = keep ? pres.data_ptr<T>() : nullptr;
+  const int64_t tile = batch * width, state = batch * H;  // elements per step
+  const T* pe = peephole.defined() ? peephole.data_ptr<T>() : nullptr;
+  const T* pe_i = L.pi >= 0 ? pe + L.pi * H : nullptr;
+  const T* pe_f = L.pf >= 0 ? pe + L.pf * H : nullptr;
+  const T* pe_o = L.po >= 0 ? pe + L.po * H : nullptr;
+  std::vector<T> squashed(H);
+  for (int64_t t = 0; t < steps; ++t) {
+    // Pre-activations go straight into the activation buffer (activated in place) unless kept.
+    T* pre_p = keep ? pres_p + t * tile : acts_p + t * tile;
+    T* act_p = acts_p + t * tile;
+    std::copy(in_p + t * tile, in_p + (t + 1) * tile, pre_p);
+    if (t > 0) {
+      gemm<T>(false, true, batch, width, H, hs_p + (t - 1) * state, H, w, H, T(1), pre_p, width);  // += h W^T
+      if (L.recurrent_gates) {  // the i, f, o pre-activations += R [i, f, o]_{t-1}, one block row of R each
+        gather_gates(act_p - tile, L, batch, H, width, gates_prev.data());
+        for (int64_t r = 0; r < 3; ++r)
+          gemm<T>(false, true, batch, H, 3 * H, gates_prev.data(), 3 * H, rec + r * H * 3 * H, 3 * H, T(1),
+                  pre_p + gate_blocks[r] * H, width);
+      }
+    }
+    T* c_p = cells_p + t * state;
+    T* h_p = hs_p + t * state;
+    const T* c_prev_p = t > 0 ? c_p - state : nullptr;
+    for (int64_t b = 0; b < batch; ++b) {
+      T* p = pre_p + b * width;
+      T* a = act_p + b * width;
+      T* c = c_p + b * H;
+      T* h = h_p + b * H;
+      const T* cp = c_prev_p ? c_prev_p + b * H : nullptr;
+      if (cp && pe_i)
+        for (int64_t j = 0; j < H; ++j) p[L.bi * H + j] += pe_i[j] * cp[j];
+      if (cp && pe_f)
+        for (int64_t j = 0; j < H; ++j) p[L.bf * H + j] += pe_f[j] * cp[j];
+      if (L.bi >= 0) activate(gate, p + L.bi * H, a + L.bi * H, H);
+      if (L.bf >= 0) activate(gate, p + L.bf * H, a + L.bf * H, H);
+      activate(candidate, p + L.bg * H, a + L.bg * H, H);
+      const T* i = L.bi >= 0 ? a + L.bi * H : nullptr;
+      const T* f = L.bf >= 0 ? a + L.bf * H : nullptr;
+      const T* g = a + L.bg * H;
+      for (int64_t j = 0; j < H; ++j) {
+        const T ij = i ? i[j] : T(1);
+        const T fj = f ? f[j] : (L.coupled ? T(1) - ij : T(1));
+        c[j] = (cp ? fj * cp[j] : T(0)) + ij * g[j];
+      }
+      if (L.bo >= 0) {
+        if (pe_o)
+          for (int64_t j = 0; j < H; ++j) p[L.bo * H + j] += pe_o[j] * c[j];  // o peeks at the new c
+        activate(gate, p + L.bo * H, a + L.bo * H, H);
+      }
+      activate(output, c, squashed.data(), H);
+      if (L.bo >= 0) {
+        const T* o = a + L.bo * H;
+        for (int64_t j = 0; j < H; ++j) h[j] = o[j] * squashed[j];
+      } else {
+        std::copy(squashed.begin(), squashed.end(), h);
+      }
+    }
+  }
+}
+
+std::vector<Tensor> lstm_forward(Tensor projected, Tensor weight_hh, Tensor peephole, Tensor recurrence,
+                                 std::vector<int64_t> blocks, std::vector<int64_t> peeps, bool coupled,
+                                 std::vector<int64_t> codes, std::vector<double> slopes) {
+  const int64_t G = projected.size(2) / weight_hh.size(1);
+  check_sequence(projected, weight_hh, G);
+  const auto slot = slots_of(codes, slopes);
+  TORCH_CHECK(slot.size() == 3, "the LSTM takes gate, candidate and output codes");
+  const LSTMLayout L = lstm_layout(blocks, peeps, coupled, recurrence);
+  projected = projected.contiguous();
+  weight_hh = weight_hh.contiguous();
+  peephole = peephole.numel() > 0 ? peephole.contiguous() : Tensor();
+  const int64_t steps = projected.size(0), batch = projected.size(1), width = projected.size(2);
+  const int64_t H = weight_hh.size(1);
+  const auto options = projected.options();
+  Tensor hs = at::empty({steps, batch, H}, options);
+  Tensor acts = at::empty({steps, batch, width}, options);
+  Tensor cells = at::empty({steps, batch, H}, options);
+  Tensor pres = needs_input(slot[0]) || needs_input(slot[1]) ? at::empty({steps, batch, width}, options) : Tensor();
+  if (L.recurrent_gates) recurrence = recurrence.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "lstm_forward", [&] {
+    lstm_forward_impl<scalar_t>(projected, weight_hh, peephole, recurrence, L, slot, hs, acts, cells, pres);
+  });
+  return {hs, acts, cells, pres.defined() ? pres : at::empty({0}, options)};
+}
+
+// One row of the plain LSTM's backward step: d pre for i, f, g, o from dL/dh_t and the carried dL/dc, and
+// dL/dc_{t-1} (into dc). `a` and `slope` are the row's gate values and their slopes (i, f, g, o blocks),
+// `cp` c_{t-1} or null at t = 0.
+template <typename T>
+void plain_lstm_row(int64_t H, const T* __restrict dh, const T* __restrict squashed, const T* __restrict squashed_slope,
+                    const T* __restrict a, const T* __restrict slope, const T* __restrict cp, T* __restrict dc,
+                    T* __restrict gp) {
+  const T *i = a, *f = a + H, *g = a + 2 * H, *o = a + 3 * H;
+  const T *si = slope, *sf = slope + H, *sg = slope + 2 * H, *so = slope + 3 * H;
+  if (cp == nullptr) std::fill(gp + H, gp + 2 * H, T(0));  // c_{-1} = 0: no forget-gate gradient at t = 0
+  for (int64_t j = 0; j < H; ++j) {
+    const T dcj = dc[j] + dh[j] * o[j] * squashed_slope[j];
+    gp[j] = dcj * g[j] * si[j];
+    if (cp) gp[H + j] = dcj * cp[j] * sf[j];  // loop-invariant: the compiler makes two loops of this one
+    gp[2 * H + j] = dcj * i[j] * sg[j];
+    gp[3 * H + j] = dh[j] * squashed[j] * so[j];
+    dc[j] = dcj * f[j];
+  }
+}
+
+template <typename T>
+void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Tensor& peephole,
+                        const Tensor& recurrence, const LSTMLayout& L, const std::vector<Slot>& slot,
+                        const Tensor& acts, const Tensor& cells, const Tensor& pres, Tensor& grad_pre,
+                        Tensor& grad_peephole, Tensor& grad_recurrence) {
+  const int64_t steps = acts.size(0), batch = acts.size(1), width = acts.size(2);
+  const int64_t H = weight_hh.size(1);
+  const Slot gate = slot[0], candidate = slot[1], output = slot[2];
+  const bool keep = pres.defined();
+  const int64_t tile = batch * width, state = batch * H;  // elements per step
+  std::vector<T> dh(state), dc(state, T(0));  // dL/dh_t; dL/dc_t from step t+1
+  std::vector<T> from_gates(L.recurrent_gates ? tile : 0);  // dL/d act_t through the gate recurrence (i, f, o)
+  std::vector<T> gates_prev(L.recurrent_gates ? batch * 3 * H : 0), grad_gates(gates_prev.size());
+  const int64_t gate_blocks[3] = {L.bi, L.bf, L.bo};
+  const T* rec = L.recurrent_gates ? recurrence.data_ptr<T>() : nullptr;
+  T* grad_rec = L.recurrent_gates ? grad_recurrence.data_ptr<T>() : nullptr;
+  const T* w = weight_hh.data_ptr<T>();
+  const T* grad_hs_p = grad_hs.data_ptr<T>();
+  const T* acts_p = acts.data_ptr<T>();
+  const T* pres_p = keep ? pres.data_ptr<T>() : nullptr;
+  const T* cells_p = cells.data_ptr<T>();
+  T* grad_pre_p = grad_pre.data_ptr<T>();
+  const T* pe = peephole.defined() ? peephole.data_ptr<T>() : nullptr;
+  const T* pe_i = L.pi >= 0 ? pe + L.pi * H : nullptr;
+  const T* pe_f = L.pf >= 0 ? pe + L.pf * H : nullptr;
+  const T* pe_o = L.po >= 0 ? pe + L.po * H : nullptr;
+  T* gpe = grad_peephole.defined() ? grad_peephole.data_ptr<T>() : nullptr;
+  T* gpe_i = L.pi >= 0 ? gpe + L.pi * H : nullptr;
+  T* gpe_f = L.pf >= 0 ? gpe + L.pf * H : nullptr;
+  T* gpe_o = L.po >= 0 ? gpe + L.po * H : nullptr;
+  std::vector<T> squashed(H), squashed_slope(H), slope(width);
+  // torch.nn's LSTM (blocks i, f, g, o; no peepholes, no gate recurrence): a branch-free loop that vectorises.
+  const bool plain = L.bi == 0 && L.bf == 1 && L.bg == 2 && L.bo == 3 && !L.coupled && !L.recurrent_gates &&
+                     !pe_i && !pe_f && !pe_o;
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    // dL/dh_t: from above, and from step t+1 through W_hh
+    std::copy(grad_hs_p + t * state, grad_hs_p + (t + 1) * state, dh.data());
+    const bool gates_feedback = L.recurrent_gates && t < steps - 1;
+    if (t < steps - 1)
+      gemm<T>(false, false, batch, H, width, grad_pre_p + (t + 1) * tile, width, w, H, T(1), dh.data(), H);
+    const T* act_p = acts_p + t * tile;
+    const T* pre_p = keep ? pres_p + t * tile : nullptr;
+    const T* c_p = cells_p + t * state;
+    const T* c_prev_p = t > 0 ? c_p - state : nullptr;
+    const T* dh_p = dh.data();
+    const T* fg_p = gates_feedback ? from_gates.data() : nullptr;
+    T* dc_p = dc.data();
+    T* gp_p = grad_pre_p + t * tile;
+    for (int64_t b = 0; b < batch; ++b) {
+      const T* a = act_p + b * width;
+      const T* x = pre_p ? pre_p + b * width : nullptr;
+      const T* c = c_p + b * H;
+      const T* cp = c_prev_p ? c_prev_p + b * H : nullptr;
+      const T* dhb = dh_p + b * H;
+      const T* fg = fg_p ? fg_p + b * width : nullptr;
+      T* dcb = dc_p + b * H;
+      T* gp = gp_p + b * width;
+      for (int64_t k : {L.bi, L.bf, L.bo})
+        if (k >= 0) slope_of(gate, x ? x + k * H : nullptr, a + k * H, slope.data() + k * H, H);
+      slope_of(candidate, x ? x + L.bg * H : nullptr, a + L.bg * H, slope.data() + L.bg * H, H);
+      activate(output, c, squashed.data(), H);
+      slope_of(output, c, squashed.data(), squashed_slope.data(), H);
+      if (plain) {
+        plain_lstm_row(H, dhb, squashed.data(), squashed_slope.data(), a, slope.data(), cp, dcb, gp);
+        continue;
+      }
+      for (int64_t j = 0; j < H; ++j) {
+        const T dhj = dhb[j];
+        const T cpj = cp ? cp[j] : T(0);
+        const T ij = L.bi >= 0 ? a[L.bi * H + j] : T(1);
+        const T gj = a[L.bg * H + j];
+        const T oj = L.bo >= 0 ? a[L.bo * H + j] : T(1);
+        T d_pre_o = T(0);
+        if (L.bo >= 0) {
+          const T d_o = dhj * squashed[j] + (fg ? fg[L.bo * H + j] : T(0));
+          d_pre_o = d_o * slope[L.bo * H + j];
+          gp[L.bo * H + j] = d_pre_o;
+        }
+        T dcj = dcb[j] + dhj * oj * squashed_slope[j];
+        if (pe_o) dcj += d_pre_o * pe_o[j];
+        gp[L.bg * H + j] = dcj * ij * slope[L.bg * H + j];
+        T d_i = dcj * gj + (fg && L.bi >= 0 ? fg[L.bi * H + j] : T(0));
+        const T d_f = dcj * cpj + (fg && L.bf >= 0 ? fg[L.bf * H + j] : T(0));
+        if (L.coupled) d_i -= d_f;  // f = 1 - i
+        T d_pre_i = T(0), d_pre_f = T(0);
+        if (L.bi >= 0) {
+          d_pre_i = d_i * slope[L.bi * H + j];
+          gp[L.bi * H + j] = d_pre_i;
+        }
+        if (L.bf >= 0) {
+          d_pre_f = d_f * slope[L.bf * H + j];
+          gp[L.bf * H + j] = d_pre_f;
+        }
+        const T fj = L.bf >= 0 ? a[L.bf * H + j] : (L.coupled ? T(1) - ij : T(1));
+        T carry = dcj * fj;  // dL/dc_{t-1}
+        if (pe_i) carry += d_pre_i * pe_i[j];
+        if (pe_f) carry += d_pre_f * pe_f[j];
+        dcb[j] = carry;
+        if (gpe_i) gpe_i[j] += d_pre_i * cpj;
+        if (gpe_f) gpe_f[j] += d_pre_f * cpj;
+        if (gpe_o) gpe_o[j] += d_pre_o * c[j];
+      }
+    }
+    if (L.recurrent_gates && t > 0) {
+      // d pre_{i,f,o} at t against [i, f, o]_{t-1}: dL/dR += its outer products; dL/d[i, f, o]_{t-1} for step t-1.
+      gather_gates(gp_p, L, batch, H, width, grad_gates.data());
+      gather_gates(act_p - tile, L, batch, H, width, gates_prev.data());
+      gemm<T>(true, false, 3 * H, 3 * H, batch, grad_gates.data(), 3 * H, gates_prev.data(), 3 * H, T(1), grad_rec,
+              3 * H);
+      for (int64_t r = 0; r < 3; ++r)
+        gemm<T>(false, false, batch, H, 3 * H, grad_gates.data(), 3 * H, rec + r * H, 3 * H, T(0),
+                from_gates.data() + gate_blocks[r] * H, width);
+    }
+  }
+}
+
+std::vector<Tensor> lstm_backward(Tensor grad_hs, Tensor weight_hh, Tensor peephole, Tensor recurrence,
+                                  Tensor hs, Tensor acts, Tensor cells, Tensor pres, std::vector<int64_t> blocks,
+                                  std::vector<int64_t> peeps, bool coupled, std::vector<int64_t> codes,
+                                  std::vector<double> slopes) {
+  const auto slot = slots_of(codes, slopes);
+  const LSTMLayout L = lstm_layout(blocks, peeps, coupled, recurrence);
+  grad_hs = grad_hs.contiguous();
+  weight_hh = weight_hh.contiguous();
+  peephole = peephole.numel() > 0 ? peephole.contiguous() : Tensor();
+  if (pres.defined() && pres.numel() == 0) pres = Tensor();
+  const int64_t steps = acts.size(0), batch = acts.size(1), width = acts.size(2);
+  const int64_t H = weight_hh.size(1);
+  Tensor grad_pre = at::empty({steps, batch, width}, acts.options());
+  Tensor grad_peephole = peephole.defined() ? at::zeros_like(peephole) : Tensor();
+  if (L.recurrent_gates) recurrence = recurrence.contiguous();
+  Tensor grad_recurrence = L.recurrent_gates ? at::zeros_like(recurrence) : at::empty({0}, acts.options());
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstm_backward", [&] {
+    lstm_backward_impl<scalar_t>(grad_hs, weight_hh, peephole, recurrence, L, slot, acts, cells, pres, grad_pre,
+                                 grad_peephole, grad_recurrence);
+  });
+  // dL/dW_hh = sum_t dpre_t^T h_{t-1}, one matmul over every step's rows (h_0 = 0 adds nothing).
+  Tensor grad_weight_hh = at::zeros_like(weight_hh);
+  if (steps > 1)  // (G*H, (T-1)*B) @ ((T-1)*B, H)
+    at::mm_out(grad_weight_hh, grad_pre.narrow(0, 1, steps - 1).reshape({-1, width}).t(),
+               hs.narrow(0, 0, steps - 1).reshape({-1, H}));
+  return {grad_pre, grad_weight_hh, grad_peephole.defined() ? grad_peephole : at::empty({0}, acts.options()),
+          grad_recurrence};
+}
+
+// ------------------------------------------------------------------------------------------------ GRU
+//
+// torch.nn.GRU's form, blocks r, z, n: n = candidate(W_n x + b_in + r * (U_n h + b_hn)),
+// h = (1 - z) n + z h_prev. `acts` keeps r, z, n per step and `recurrent_n` keeps U_n h + b_hn.
+
+template <typename T>
+void gru_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Tensor& bias_hh,
+                      const std::vector<Slot>& slot, Tensor& hs, Tensor& acts, Tensor& recurrent_n, Tensor& pres) {
+  const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
+  const int64_t width = 3 * H, two = 2 * H;
+  const Slot gate = slot[0], candidate = slot[1];
+  const bool keep = pres.defined();
+  const int64_t tile = batch * width, state = batch * H;  // elements per step
+  const T* w = weight_hh.data_ptr<T>();
+  const T* bias = bias_hh.data_ptr<T>();
+  std::vector<T> recurrent(tile), scratch(width);
+  for (int64_t t = 0; t < steps; ++t) {
+    for (int64_t b = 0; b < batch; ++b) std::copy(bias, bias + width, recurrent.data() + b * width);
+    if (t > 0)  // U h + b_hh, (B, 3H)
+      gemm<T>(false, true, batch, width, H, hs.data_ptr<T>() + (t - 1) * state, H, w, H, T(1), recurrent.data(),
+              width);
+    const T* in_p = projected.data_ptr<T>() + t * tile;
+    const T* rec_p = recurrent.data();
+    T* act_p = acts.data_ptr<T>() + t * tile;
+    T* rn_p = recurrent_n.data_ptr<T>() + t * state;
+    T* h_p = hs.data_ptr<T>() + t * state;
+    T* pre_base = keep ? pres.data_ptr<T>() + t * tile : nullptr;
+    const T* h_prev_p = t > 0 ? h_p - state : nullptr;
+    for (int64_t b = 0; b < batch; ++b) {
+      const T* in = in_p + b * width;
+      const T* rec = rec_p + b * width;
+      T* a = act_p + b * width;
+      T* rn = rn_p + b * H;
+      T* h = h_p + b * H;
+      T* pre = pre_base ? pre_base + b * width : scratch.data();
+      const T* hp = h_prev_p ? h_prev_p + b * H : nullptr;
+      for (int64_t j = 0; j < two; ++j) pre[j] = in[j] + rec[j];
+      activate(gate, pre, a, two);
+      for (int64_t j = 0; j < H; ++j) {
+        rn[j] = rec[two + j];
+        pre[two + j] = in[two + j] + a[j] * rn[j];
+      }
+      activate(candidate, pre + two, a + two, H);
+      const T* z = a + H;
+      const T* n = a + two;
+      for (int64_t j = 0; j < H; ++j) h[j] = n[j] + z[j] * ((hp ? hp[j] : T(0)) - n[j]);
+    }
+  }
+}
+
+std::vector<Tensor> gru_forward(Tensor projected, Tensor weight_hh, Tensor bias_hh, std::vector<int64_t> codes,
+                                std::vector<double> slopes) {
+  check_sequence(projected, weight_hh, 3);
+  const auto slot = slots_of(codes, slopes);
+  TORCH_CHECK(slot.size() == 2, "the GRU takes gate and candidate codes");
+  projected = projected.contiguous();
+  weight_hh = weight_hh.contiguous();
+  bias_hh = bias_hh.contiguous();
+  const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
+  const auto options = projected.options();
+  Tensor hs = at::empty({steps, batch, H}, options);
+  Tensor acts = at::empty({steps, batch, 3 * H}, options);
+  Tensor recurrent_n = at::empty({steps, batch, H}, options);
+  Tensor pres = needs_input(slot[0]) || needs_input(slot[1]) ? at::empty({steps, batch, 3 * H}, options) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "gru_forward", [&] {
+    gru_forward_impl<scalar_t>(projected, weight_hh, bias_hh, slot, hs, acts, recurrent_n, pres);
+  });
+  return {hs, acts, recurrent_n, pres.defined() ? pres : at::empty({0}, options)};
+}
+
+template <typename T>
+void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const std::vector<Slot>& slot,
+                       const Tensor& hs, const Tensor& acts, const Tensor& recurrent_n, const Tensor& pres,
+                       Tensor& grad_projected, Tensor& grad_weight_hh, Tensor& grad_bias_hh) {
+  const int64_t steps = acts.size(0), batch = acts.size(1), H = weight_hh.size(1);
+  const int64_t width = 3 * H, two = 2 * H;
+  const Slot gate = slot[0], candidate = slot[1];
+  const bool keep = pres.defined();
+  const int64_t tile = batch * width, state = batch * H;  // elements per step
+  const T* w = weight_hh.data_ptr<T>();
+  const T* grad_hs_p = grad_hs.data_ptr<T>();
+  std::vector<T> dh(grad_hs_p + (steps - 1) * state, grad_hs_p + steps * state);
+  std::vector<T> slope(width);
+  // dL/d(U h_{t-1} + b_hh) of the step at hand only: dL/dW_hh and dL/db_hh take it in step by step, so no
+  // (T, B, 3H) tensor of it is held (the GRU's peak memory).
+  std::vector<T> grad_recurrent(tile);
+  T* grad_w = grad_weight_hh.data_ptr<T>();
+  T* grad_b = grad_bias_hh.data_ptr<T>();
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const T* act_p = acts.data_ptr<T>() + t * tile;
+    const T* pre_p = keep ? pres.data_ptr<T>() + t * tile : nullptr;
+    const T* rn_p = recurrent_n.data_ptr<T>() + t * state;
+    const T* h_prev_p = t > 0 ? hs.data_ptr<T>() + (t - 1) * state : nullptr;
+    const T* dh_p = dh.data();
+    T* gp_p = grad_projected.data_ptr<T>() + t * tile;
+    T* gr_p = grad_recurrent.data();
+    for (int64_t b = 0; b < batch; ++b) {
+      const T* a = act_p + b * width;
+      const T* x = pre_p ? pre_p + b * width : nullptr;
+      const T* rn = rn_p + b * H;
+      const T* hp = h_prev_p ? h_prev_p + b * H : nullptr;
+      const T* dhb = dh_p + b * H;
+      T* gp = gp_p + b * width;
+      T* gr = gr_p + b * width;
+      slope_of(gate, x, a, slope.data(), two);
+      slope_of(candidate, x ? x + two : nullptr, a + two, slope.data() + two, H);
+      for (int64_t j = 0; j < H; ++j) {
+        const T r = a[j], z = a[H + j], n = a[two + j];
+        const T d = dhb[j];
+        const T d_pre_n = d * (T(1) - z) * slope[two + j];
+        const T d_pre_z = d * ((hp ? hp[j] : T(0)) - n) * slope[H + j];
+        const T d_pre_r = d_pre_n * rn[j] * slope[j];
+        gp[j] = d_pre_r;
+        gp[H + j] = d_pre_z;
+        gp[two + j] = d_pre_n;
+        gr[j] = d_pre_r;
+        gr[H + j] = d_pre_z;
+        gr[two + j] = d_pre_n * r;  // r scales U_n h + b_hn
+      }
+    }
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t j = 0; j < width; ++j) grad_b[j] += gr_p[b * width + j];
+    if (t > 0) {
+      gemm<T>(true, false, width, H, batch, gr_p, width, h_prev_p, H, T(1), grad_w, H);  // += (3H, B) (B, H)
+      // dL/dh_{t-1} = from above + dh_t z_t + dL/d(U h_{t-1}) W_hh, overwriting dh row by row in place
+      const T* above = grad_hs_p + (t - 1) * state;
+      for (int64_t k = 0; k < state; ++k) dh[k] = above[k] + dh[k] * act_p[(k / H) * width + H + k % H];
+      gemm<T>(false, false, batch, H, width, gr_p, width, w, H, T(1), dh.data(), H);
+    }
+  }
+}
+
+std::vector<Tensor> gru_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Tensor acts, Tensor recurrent_n,
+                                 Tensor pres, std::vector<int64_t> codes, std::vector<double> slopes) {
+  const auto slot = slots_of(codes, slopes);
+  grad_hs = grad_hs.contiguous();
+  weight_hh = weight_hh.contiguous();
+  if (pres.defined() && pres.numel() == 0) pres = Tensor();
+  const int64_t steps = acts.size(0), batch = acts.size(1), H = weight_hh.size(1);
+  Tensor grad_projected = at::empty({steps, batch, 3 * H}, acts.options());
+  Tensor grad_weight_hh = at::zeros_like(weight_hh);
+  Tensor grad_bias_hh = at::zeros({3 * H}, acts.options());
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "gru_backward", [&] {
+    gru_backward_impl<scalar_t>(grad_hs, weight_hh, slot, hs, acts, recurrent_n, pres, grad_projected,
+                                grad_weight_hh, grad_bias_hh);
+  });
+  return {grad_projected, grad_weight_hh, grad_bias_hh};
+}
+
+// ------------------------------------------------------------------------------------------------ RNN
+//
+// h_t = candidate(W x_t + b + U h_{t-1}).
+
+template <typename T>
+void rnn_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Slot& candidate, Tensor& hs,
+                      Tensor& pres) {
+  const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
+  const int64_t state = batch * H;
+  const T* w = weight_hh.data_ptr<T>();
+  const T* in_p = projected.data_ptr<T>();
+  T* hs_p = hs.data_ptr<T>();
+  for (int64_t t = 0; t < steps; ++t) {
+    T* pre = pres.defined() ? pres.data_ptr<T>() + t * state : hs_p + t * state;  // activated in place if not kept
+    std::copy(in_p + t * state, in_p + (t + 1) * state, pre);
+    if (t > 0) gemm<T>(false, true, batch, H, H, hs_p + (t - 1) * state, H, w, H, T(1), pre, H);
+    activate(candidate, pre, hs_p + t * state, state);
+  }
+}
+
+std::vector<Tensor> rnn_forward(Tensor projected, Tensor weight_hh, std::vector<int64_t> codes,
+                                std::vector<double> slopes) {
+  check_sequence(projected, weight_hh, 1);
+  const auto slot = slots_of(codes, slopes);
+  TORCH_CHECK(slot.size() == 1, "the RNN takes a candidate code");
+  projected = projected.contiguous();
+  weight_hh = weight_hh.contiguous();
+  Tensor hs = at::empty_like(projected);
+  Tensor pres = needs_input(slot[0]) ? at::empty_like(projected) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "rnn_forward", [&] {
+    rnn_forward_impl<scalar_t>(projected, weight_hh, slot[0], hs, pres);
+  });
+  return {hs, pres.defined() ? pres : at::empty({0}, projected.options())};
+}
+
+std::vector<Tensor> rnn_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Tensor pres, std::vector<int64_t> codes,
+                                 std::vector<double> slopes) {
+  const auto slot = slots_of(codes, slopes);
+  grad_hs = grad_hs.contiguous();
+  weight_hh = weight_hh.contiguous();
+  if (pres.defined() && pres.numel() == 0) pres = Tensor();
+  const int64_t steps = hs.size(0), batch = hs.size(1), H = hs.size(2);
+  Tensor grad_pre = at::empty_like(hs);
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnn_backward", [&] {
+    using T = scalar_t;
+    const int64_t state = batch * H;
+    std::vector<T> slope(state), dh(state);
+    const T* w = weight_hh.data_ptr<T>();
+    const T* grad_hs_p = grad_hs.data_ptr<T>();
+    const T* hs_p = hs.data_ptr<T>();
+    T* gp = grad_pre.data_ptr<T>();
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      std::copy(grad_hs_p + t * state, grad_hs_p + (t + 1) * state, dh.data());  // from above ...
+      if (t < steps - 1) gemm<T>(false, false, batch, H, H, gp + (t + 1) * state, H, w, H, T(1), dh.data(), H);
+      slope_of(slot[0], pres.defined() ? pres.data_ptr<T>() + t * state : nullptr, hs_p + t * state, slope.data(),
+               state);
+      for (int64_t k = 0; k < state; ++k) gp[t * state + k] = dh[k] * slope[k];
+    }
+  });
+  Tensor grad_weight_hh = at::zeros_like(weight_hh);
+  if (steps > 1)
+    at::mm_out(grad_weight_hh, grad_pre.narrow(0, 1, steps - 1).reshape({-1, H}).t(),
+               hs.narrow(0, 0, steps - 1).reshape({-1, H}));
+  return {grad_pre, grad_weight_hh};
+}
+
+// Activation and derivative alone, so that tests can pin every code to the registry directly.
+std::vector<Tensor> activation(Tensor x, int64_t code, double negative_slope) {
+  x = x.contiguous();
+  const Slot slot{code, negative_slope};
+  TORCH_CHECK(code >= 0 && code < CODE_COUNT, "unknown activation code ", code);
+  Tensor y = at::empty_like(x), d = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "activation", [&] {
+    activate(slot, x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), x.numel());
+    slope_of(slot, x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), d.data_ptr<scalar_t>(), x.numel());
+  });
+  return {y, d};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_forward", &lstm_forward, "LSTM (any Greff et al. variant) over all steps: hs, acts, cells, pres");
+  m.def("lstm_backward", &lstm_backward, "LSTM backward through time: d projected, d W_hh, d peephole, d R");
+  m.def("gru_forward", &gru_forward, "GRU over all steps: hs, acts, U_n h + b_hn, pres");
+  m.def("gru_backward", &gru_backward, "GRU backward through time: d projected, d W_hh, d b_hh");
+  m.def("rnn_forward", &rnn_forward, "vanilla RNN over all steps: hs, pres");
+  m.def("rnn_backward", &rnn_backward, "vanilla RNN backward through time: d projected, d W_hh");
+  m.def("activation", &activation, "an activation and its derivative, by code: y, dy/dx");
+  m.def("code_count", [] { return static_cast<int64_t>(CODE_COUNT); });
+}

@@ -1,0 +1,40 @@
+"""The default thread count and OpenMP waiting (actstudy/runtime.py), through `actstudy run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY
+
+NO_THREADS = [o for o in TINY if not o.startswith("threads=")]
+
+
+CORES = len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("omp_num_threads,expected", [(None, CORES), ("1", 1), ("bogus", CORES)])
+def test_a_run_without_threads_takes_every_core_or_what_the_scheduler_set(cli, tmp_path, monkeypatch, omp_num_threads,
+                                                                    expected):
+    if omp_num_threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp_num_threads)
+    result = cli("run", *NO_THREADS, "-q", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["threads"] == expected
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_while_waiting_unless_the_user_says_otherwise(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    # Set by importing actstudy, before torch is loaded (OpenMP reads it once).
+    code = "import actstudy, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [expected, "False"]
