@@ -138,3 +138,24 @@ def test_report_help_shows_a_directory_of_the_kind_the_tool_makes(cli):
     made = default_sweep_dir(["model=lstm,gru"], "activation_grid")
     assert re.fullmatch(r"outputs/sweeps/activation_grid-[0-9a-f]{8}", made)
     assert re.fullmatch(r"outputs/sweeps/activation_grid-[0-9a-f]{8}", example)
+
+
+def test_log_axes_are_labelled_in_plain_text_while_mathtext_is_off():
+    """The plots draw with mathtext off (user labels stay literal); log-axis ticks must still read 10⁻³,
+    not the raw `$\\mathdefault{10^{-3}}$` matplotlib's own log labels would print."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from actstudy.report import plots
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        for low, high, expected in ((1e-6, 1e-1, "10⁻³"), (2e-4, 1.5e-3, "5·10⁻⁴")):
+            figure, ax = plt.subplots()
+            plots._log_scale(ax)
+            ax.plot([1, 2], [low, high])
+            figure.canvas.draw()
+            labels = [t.get_text() for t in ax.get_yticklabels(which="both") if t.get_text()]
+            plt.close(figure)
+            assert expected in labels and not any("$" in text for text in labels), labels

@@ -156,6 +156,41 @@ def _curve_bands(section: TaskSection, column: str) -> dict[int, Band]:
     return _bands(pieces)
 
 
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _power_of_ten(value: float, _position=None) -> str:
+    """A log axis's tick as plain text (10⁻³), since mathtext is off while plots are drawn."""
+    if value <= 0 or not np.isfinite(value):
+        return ""
+    exponent = np.log10(value)
+    if abs(exponent - round(exponent)) > 1e-9:
+        return ""  # minor ticks stay unlabelled, as matplotlib's own log labels do by default
+    return "10" + str(int(round(exponent))).translate(_SUPERSCRIPTS)
+
+
+def _log_scale(ax) -> None:
+    """A logarithmic y axis labelled in plain text: matplotlib's default log labels are mathtext, which the
+    plots switch off so that `$`, `_` or `^` in a user's labels are drawn as written."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+
+    def minor(value: float, _position=None) -> str:
+        # Within about a decade a single power of ten is too few labels to read a value off: label 2·10ⁿ, 5·10ⁿ.
+        low, high = ax.get_ylim()
+        if low <= 0 or high / low > 30 or value <= 0:
+            return ""
+        exponent = int(np.floor(np.log10(value) + 1e-9))
+        mantissa = value / 10.0**exponent
+        if min(abs(mantissa - 2), abs(mantissa - 5)) > 1e-6:
+            return ""
+        return f"{mantissa:.0f}·" + _power_of_ten(10.0**exponent)
+
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+
+
 def _integer_ticks(axis) -> None:
     from matplotlib.ticker import MaxNLocator
 
@@ -204,7 +239,7 @@ def plot_curves(section: TaskSection, colours: Colours, path: Path, variant: str
 
     figure, ax = _new_figure(9, 5.5)
     if log_scale:
-        ax.set_yscale("log")
+        _log_scale(ax)
     _draw_bands(ax, train, section.groups, colours, "--", positive_only=log_scale)
     _draw_bands(ax, val, section.groups, colours, "-", positive_only=log_scale)
     for loss in baselines:
@@ -253,7 +288,7 @@ def plot_grad_by_step(section: TaskSection, colours: Colours, path: Path, varian
                 epochs.add(run.grad_epoch)
     norms = _bands(pieces, geometric=True)
     figure, ax = _new_figure(9, 5.5)
-    ax.set_yscale("log")
+    _log_scale(ax)
     _draw_bands(ax, norms, section.groups, colours, positive_only=True)
     ax.set_xlabel("time step t (1 = first input)")
     _integer_ticks(ax.xaxis)
@@ -449,7 +484,7 @@ def plot_activation_stats(section: TaskSection, colours: Colours, path: Path, va
             positive = positive[np.isfinite(positive) & (positive > 0)]
             log_scale = name == "mean_abs_state" and positive.size and positive.max() / positive.min() > 100
             if log_scale:  # an exploding state (relu) would flatten every other curve on a linear axis
-                ax.set_yscale("log")
+                _log_scale(ax)
             _draw_bands(ax, bands, section.groups, colours, style, positive_only=bool(log_scale))
             drawn += [g for g in _drawn_groups(section, bands) if g not in drawn]
         ax.set_title(title, fontsize="small")
