@@ -103,7 +103,7 @@ def assert_same_reports(a: Path, b: Path) -> None:
 def epoch_log(run_dir: Path) -> tuple[list[int], list[int]]:
     """(epochs in the order actstudy.log reports them finished, epochs each resume started after)."""
     text = (run_dir / "actstudy.log").read_text()
-    epochs = [int(m) for m in re.findall(r"\] - epoch (\d+):", text)]
+    epochs = [int(m) for m in re.findall(r"\] - epoch (\d+)(?: \(update \d+\))?:", text)]
     resumes = [int(m) for m in re.findall(r"resumed from the checkpoint after epoch (\d+)", text)]
     return epochs, resumes
 
@@ -115,7 +115,7 @@ def assert_resumed_without_retraining(run_dir: Path, epochs: int) -> int:
     one epoch it interrupted; any earlier epoch trained twice fails this."""
     text = (run_dir / "actstudy.log").read_text()
     segments = re.split(r"resumed from the checkpoint after epoch (\d+)", text)
-    attempts = [[int(m) for m in re.findall(r"\] - epoch (\d+):", s)] for s in segments[0::2]]
+    attempts = [[int(m) for m in re.findall(r"\] - epoch (\d+)(?: \(update \d+\))?:", s)] for s in segments[0::2]]
     resumed_after = [int(e) for e in segments[1::2]]
     for before, after, point in zip(attempts, attempts[1:], resumed_after):
         assert after and after[0] == point + 1, (point, after[:3])
