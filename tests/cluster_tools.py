@@ -18,9 +18,10 @@ from conftest import TINY
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = [o for o in TINY if not o.startswith("threads=")]  # the launcher sets threads
 # A run of many short epochs, each checkpointed, so that a requeue, a cancel or a killed worker sent
-# once its first checkpoint exists lands inside training (~4 s of training on an idle core).
-LONG = [*SMALL, "task.train_size=256", "train.epochs=60"]
-LONG_EPOCHS = 60
+# once its first checkpoint exists lands inside training (~40 s on an idle core; at 60 epochs, ~4 s, a
+# quiet machine finished the run before Slurm delivered the requeue).
+LONG = [*SMALL, "task.train_size=256", "train.epochs=600"]
+LONG_EPOCHS = 600
 
 
 def recipe(engine: str) -> str:
