@@ -17,7 +17,8 @@ For data files (npz, csv, ucr) the sizes are not known before reading them: a ru
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional
+from types import SimpleNamespace
+from typing import Any, Iterable, NamedTuple, Optional
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per step: the step's arithmetic scales with them
 # Fitted to the run times of conf/study/adding_lengths and copy_delays (hidden 64, T = 100-400, 2,000
@@ -31,13 +32,13 @@ DEFAULT_STEPS, DEFAULT_SEQUENCES = 100, 1000  # a data file's size before any ru
 _COPY_RECALL = 20  # copy: the symbols to recall are shown before the delay and recalled after it (2 × 10)
 
 
-def task_geometry(task: dict) -> tuple[int, int, int]:
-    """(steps T, training sequences, validation sequences) of a task config, as far as the config says."""
+def task_geometry(task: dict) -> tuple[int, Optional[int], int]:
+    """(steps T, training sequences or None for fresh data, validation sequences) of a task config."""
     name = task.get("name")
-    if name == "adding":
-        return int(task["seq_len"]), int(task["train_size"]), int(task["val_size"])
-    if name == "copy":
-        return int(task["seq_len"]) + _COPY_RECALL, int(task["train_size"]), int(task["val_size"])
+    if name in ("adding", "copy"):
+        train = None if task.get("train_size") is None else int(task["train_size"])
+        recall = _COPY_RECALL if name == "copy" else 0
+        return int(task["seq_len"]) + recall, train, int(task["val_size"])
     if name == "mnist1d":  # 40 steps; 4000 sequences of which val_size are carved for validation
         val = int(task.get("val_size") or 500)
         return 40, int(task.get("train_size") or 4000 - val), val
@@ -46,18 +47,67 @@ def task_geometry(task: dict) -> tuple[int, int, int]:
     return DEFAULT_STEPS, DEFAULT_SEQUENCES, DEFAULT_SEQUENCES // 4
 
 
+# With fresh data and no train.eval_every: evaluate every 100 updates. At batch 50 that is 5,000 sequences,
+# and 20,000 updates give 200 points on the learning curve; updates_to_solve is known to within 100.
+FRESH_EVAL_EVERY = 100
+
+
+class UpdatePlan(NamedTuple):
+    """How many updates a run takes, how many make an epoch, and when it evaluates.
+
+    Fixed data: an epoch is one pass (ceil(train_size / batch_size) updates). Fresh data has no passes: an
+    epoch is one evaluation period, and train.max_updates is the only budget (train.epochs does not apply).
+    """
+
+    fresh: bool
+    per_epoch: int  # updates per epoch
+    eval_every: int  # updates between evaluations
+    budget: int  # total updates
+
+    @classmethod
+    def of(cls, train_cfg, train_size: int, fresh: bool) -> "UpdatePlan":
+        if fresh:
+            if train_cfg.max_updates is None:
+                raise ValueError("fresh training data (task.train_size=null) needs train.max_updates")
+            every = train_cfg.eval_every or FRESH_EVAL_EVERY
+            return cls(True, every, every, train_cfg.max_updates)
+        per_epoch = math.ceil(train_size / train_cfg.batch_size)
+        budget = train_cfg.epochs * per_epoch
+        if train_cfg.max_updates is not None:
+            budget = min(budget, train_cfg.max_updates)
+        return cls(False, per_epoch, train_cfg.eval_every or per_epoch, budget)
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.budget / self.per_epoch)
+
+    def epoch_at(self, update: int) -> int | float:
+        """Epochs done after `update` updates: a whole number at an epoch's end, else a fraction."""
+        whole, part = divmod(update, self.per_epoch)
+        return whole if part == 0 else round(update / self.per_epoch, 4)
+
+
 def estimate_seconds(config: dict, impl: str, steps: Optional[int] = None) -> float:
-    """The estimated wall time of one run (plain resolved config; impl = fused or custom, as built)."""
+    """The estimated wall time of one run (plain resolved config; impl = fused or custom, as built); with
+    train.stop_when_solved, the time of the whole budget (an upper bound)."""
     model, train = config["model"], config["train"]
     t, n_train, n_val = task_geometry(config["task"])
     t = steps or t
     hidden, inputs = int(model["hidden_size"]), 8  # inputs: a typical feature count; H dominates anyway
     gates = GATES.get(model["cell"], 4)
     stacks = int(model["num_layers"]) * (2 if model.get("bidirectional") else 1)
-    sequences = 3 * n_train + n_val
-    batches = 3 * math.ceil(n_train / int(train["batch_size"])) + math.ceil((n_train + n_val) / int(train["eval_batch_size"]))
+    batch, eval_batch = int(train["batch_size"]), int(train["eval_batch_size"])
+    if n_train is None and train.get("max_updates") is None:
+        return 0.0  # fresh data without a budget: the pre-flight refuses it before anything runs
+    budget = SimpleNamespace(**{k: train.get(k) for k in ("epochs", "batch_size", "max_updates", "eval_every")})
+    plan = UpdatePlan.of(budget, n_train or 0, fresh=n_train is None)
+    evaluations = math.ceil(plan.budget / plan.eval_every)
+    train_eval = n_val if n_train is None else n_train  # fresh data: the training loss on a sample as large as val
+    # Training: forward + backward (~2 passes) per update; evaluation: train sample and validation, forward only.
+    sequences = 2 * plan.budget * batch + evaluations * (train_eval + n_val)
+    batches = 3 * plan.budget + evaluations * math.ceil((train_eval + n_val) / eval_batch)
     per_step = sequences * gates * hidden * (hidden + inputs) * SECONDS_PER_MAC + batches * SECONDS_PER_STEP.get(impl, SECONDS_PER_STEP["custom"])
-    return int(train["epochs"]) * t * stacks * per_step
+    return t * stacks * per_step
 
 
 class Calibration:

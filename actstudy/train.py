@@ -15,13 +15,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from actstudy import rundir
 from actstudy.config import plain
+from actstudy.cost import UpdatePlan
 from actstudy.loggers import NoLogger, open_logger
 from actstudy.model import SequenceModel, count_parameters
 from actstudy.optimizers import build_optimizer
@@ -31,11 +31,6 @@ from actstudy.runtime import pick_device, prepare_torch
 from actstudy.tasks import build_task
 
 log = logging.getLogger("actstudy")
-
-
-# With fresh data and no train.eval_every: evaluate every 100 updates. At batch 50 that is 5,000 sequences,
-# and 20,000 updates give 200 points on the learning curve; updates_to_solve is known to within 100.
-FRESH_EVAL_EVERY = 100
 
 
 class Diverged(Exception):
@@ -448,41 +443,6 @@ def relative_gap(train_loss: float, val_loss: float, floors: dict[str, float] | 
     if not floors or not (floors["train"] > 0 and floors["val"] > 0):
         return None
     return val_loss / floors["val"] - train_loss / floors["train"]
-
-
-class UpdatePlan(NamedTuple):
-    """How many updates a run takes, how many make an epoch, and when it evaluates.
-
-    Fixed data: an epoch is one pass (ceil(train_size / batch_size) updates). Fresh data has no passes: an
-    epoch is one evaluation period, and train.max_updates is the only budget (train.epochs does not apply).
-    """
-
-    fresh: bool
-    per_epoch: int  # updates per epoch
-    eval_every: int  # updates between evaluations
-    budget: int  # total updates
-
-    @classmethod
-    def of(cls, train_cfg, train_size: int, fresh: bool) -> "UpdatePlan":
-        if fresh:
-            if train_cfg.max_updates is None:
-                raise ValueError("fresh training data (task.train_size=null) needs train.max_updates")
-            every = train_cfg.eval_every or FRESH_EVAL_EVERY
-            return cls(True, every, every, train_cfg.max_updates)
-        per_epoch = math.ceil(train_size / train_cfg.batch_size)
-        budget = train_cfg.epochs * per_epoch
-        if train_cfg.max_updates is not None:
-            budget = min(budget, train_cfg.max_updates)
-        return cls(False, per_epoch, train_cfg.eval_every or per_epoch, budget)
-
-    @property
-    def epochs(self) -> int:
-        return math.ceil(self.budget / self.per_epoch)
-
-    def epoch_at(self, update: int) -> int | float:
-        """Epochs done after `update` updates: a whole number at an epoch's end, else a fraction."""
-        whole, part = divmod(update, self.per_epoch)
-        return whole if part == 0 else round(update / self.per_epoch, 4)
 
 
 def _parent(cfg: DictConfig) -> dict | None:

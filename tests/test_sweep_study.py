@@ -23,6 +23,19 @@ def test_the_activation_grid_means_216_runs_and_dry_run_writes_nothing(cli, tmp_
     assert not (tmp_path / "grid").exists()
 
 
+def test_dry_run_of_a_fresh_data_study_estimates_its_budget_in_updates(cli, tmp_path):
+    # Fresh data has no training-set size: the estimate counts train.max_updates instead (it once crashed here).
+    def estimate(*overrides):
+        result = cli("sweep", "study=adding_lengths", "task.seq_len=100", "seed=0", *overrides,
+                     f"hydra.sweep.dir={tmp_path / 'adding'}", "--dry-run")
+        assert result.exit_code == 0, result.output
+        assert "1 new" in result.output and "Traceback" not in result.output
+        return result.output.split("estimated wall time ")[1].split()[0]
+
+    assert estimate() != estimate("train.max_updates=2000")  # the budget, not a size, sets the estimate
+    assert not (tmp_path / "adding").exists()
+
+
 def test_a_slice_of_the_study_trains_with_its_sizes_and_command_line_axes_win(cli, tmp_path):
     sweep_dir = tmp_path / "grid"
     slice_ = ["study=activation_grid", "seed=0", "model=gru", "task=adding", "model.activation.gate=hard_sigmoid",
