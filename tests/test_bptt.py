@@ -101,6 +101,16 @@ def test_every_activation_in_every_slot_matches_autograd(cell, slot, activation,
     assert_same(*both_paths(stack, path), inputs(), tol=LOOSE if activation == "hard_sigmoid" else TOL)
 
 
+@pytest.mark.parametrize("negative_slope", [0.0, -0.5])
+@pytest.mark.parametrize("cell,slot", SLOTS)
+def test_leaky_relu_with_a_slope_that_is_not_positive_matches_autograd(cell, slot, negative_slope):
+    # With a positive slope the compiled loop reads leaky_relu's derivative from the output's sign; at zero or
+    # below that sign says nothing, and it must keep the pre-activations instead.
+    torch.manual_seed(1)
+    stack = enlarge(RecurrentStack(cell, I, H, **{slot: "leaky_relu"}, negative_slope=negative_slope, impl="custom"))
+    assert_same(*both_paths(stack, "compiled"), inputs(1))
+
+
 NAMES = list(ACTIVATIONS)
 
 

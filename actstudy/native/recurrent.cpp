@@ -105,8 +105,11 @@ struct Slot {
   double negative_slope;  // leaky_relu only
 };
 
+// With a positive slope leaky_relu keeps the sign of its input, so its derivative is read from the output
+// and the (T, B, G*H) pre-activations need not be kept: at 128/400/128 that is 105 MB less to write and read.
 bool needs_input(const Slot& slot) {
-  return slot.code == LEAKY_RELU || slot.code == GELU || slot.code == SILU || slot.code == SOFTPLUS;
+  if (slot.code == LEAKY_RELU) return slot.negative_slope <= 0.0;
+  return slot.code == GELU || slot.code == SILU || slot.code == SOFTPLUS;
 }
 
 // y = activation(x) over n contiguous values; y may be x.
@@ -182,8 +185,12 @@ void slope_of(const Slot& slot, const T* x, const T* y, T* d, int64_t n) {
     case RELU:
       for (int64_t j = 0; j < n; ++j) d[j] = y[j] > T(0) ? T(1) : T(0);
       return;
-    case LEAKY_RELU:
-      for (int64_t j = 0; j < n; ++j) d[j] = x[j] > T(0) ? T(1) : s;
+    case LEAKY_RELU:  // from y when the slope is positive (y > 0 exactly when x > 0), else from x
+      if (x == nullptr) {
+        for (int64_t j = 0; j < n; ++j) d[j] = y[j] > T(0) ? T(1) : s;
+      } else {
+        for (int64_t j = 0; j < n; ++j) d[j] = x[j] > T(0) ? T(1) : s;
+      }
       return;
     case ELU:  // for x <= 0, y = e^x - 1, so the slope e^x is y + 1
       for (int64_t j = 0; j < n; ++j) d[j] = y[j] > T(0) ? T(1) : y[j] + T(1);
