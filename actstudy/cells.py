@@ -114,7 +114,7 @@ class RecurrentCell(nn.Module):
 
         Both biases are folded in here (they are only ever added), leaving one addmm per step.
         """
-        return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
+        return bptt.project(x, self.weight_ih, self.bias_ih + self.bias_hh)
 
     def step(self, projected: Tensor, state: State) -> tuple[Tensor, State]:
         """One time step from the projected input (B, G*H); returns (h_t, new state)."""
@@ -298,7 +298,7 @@ class GRUCell(RecurrentCell):
 
     def project_inputs(self, x: Tensor) -> Tensor:
         # b_hn sits inside r * (...), so only bias_ih can be folded into the projection.
-        return F.linear(x, self.weight_ih, self.bias_ih)
+        return bptt.project(x, self.weight_ih, self.bias_ih)
 
     def step(self, projected: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         h_prev = state

@@ -23,6 +23,11 @@ of one step (each model in a child process, glibc told to return freed blocks, s
 step really holds) as a ratio to torch.nn's.
 
     python benchmarks/cells.py [--threads 1] [--reps 9] [--no-memory] [--device cpu|cuda]
+                               [--shapes 128,400,128 ...] [--models "LSTM leaky_relu" ...]
+
+--shapes and --models narrow the run to what you are checking: nn.LSTM, the reference of every ratio, is
+always timed beside the chosen models, and the memory table puts torch.nn's LSTM or GRU beside each; the
+T-scaling table is left out when --models is given.
 
 Threads are fixed with torch.set_num_threads and denormals flushed with torch.set_flush_denormal(True),
 and glibc's malloc is told to keep freed memory (actstudy.runtime.keep_freed_memory), as actstudy's
@@ -170,6 +175,16 @@ def memory_child(spec: str) -> None:
     print(_rss_bytes("VmHWM") - base)
 
 
+def parse_shape(parser: argparse.ArgumentParser, text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        parser.error(f"--shapes {text!r}: give batch,T,hidden as three positive integers, e.g. 128,400,128")
+    return shape
+
+
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -183,11 +198,19 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    parser.add_argument("--shapes", nargs="+", metavar="B,T,H", help="batch,T,hidden shapes (default: the four)")
+    parser.add_argument("--models", nargs="+", metavar="NAME", help="models to time (default: all): "
+                        + "; ".join(MODELS))
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
         return
+    shapes = [parse_shape(parser, text) for text in args.shapes] if args.shapes else SHAPES
+    unknown = [name for name in args.models or [] if name not in MODELS]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}; choose from: {', '.join(MODELS)}")
+    names = ["nn.LSTM", *[n for n in args.models if n != "nn.LSTM"]] if args.models else list(MODELS)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     kept = keep_freed_memory()  # as the trainer does: without it every step re-faults its big tensors
@@ -199,33 +222,37 @@ def main() -> None:
           f"median of {args.reps} interleaved rounds")
     print("one training step (forward, backward, Adam; input 2 features): time / nn.LSTM's "
           "(per unit of arithmetic)\n")
-    names = list(MODELS)
-    results = {shape: time_models(names, shape, args.reps, device) for shape in SHAPES}
-    print("| model | " + " | ".join(", ".join(map(str, shape)) for shape in SHAPES) + " |")
-    print("|---|" + "---|" * len(SHAPES))
-    print("| nn.LSTM (ms) | " + " | ".join(f"{results[shape]['nn.LSTM'] * 1e3:.1f}" for shape in SHAPES) + " |")
+    results = {shape: time_models(names, shape, args.reps, device) for shape in shapes}
+    print("| model | " + " | ".join(", ".join(map(str, shape)) for shape in shapes) + " |")
+    print("|---|" + "---|" * len(shapes))
+    print("| nn.LSTM (ms) | " + " | ".join(f"{results[shape]['nn.LSTM'] * 1e3:.1f}" for shape in shapes) + " |")
     for name in names[1:]:
         cells = []
-        for shape in SHAPES:
+        for shape in shapes:
             ratio = results[shape][name] / results[shape]["nn.LSTM"]
             cells.append(f"{ratio:.2f}x ({ratio / arithmetic(name, shape[2]):.2f}x)")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
-    print("\ntime per time step at T=400 over T=100 (batch 64, hidden 128; 1.00 = linear in T)\n")
-    print("| model | T=100 (ms) | T=400 (ms) | per-step ratio |")
-    print("|---|---|---|---|")
-    short = time_models(list(FLAT_IN_T), (64, 100, 128), args.reps, device)
-    long = time_models(list(FLAT_IN_T), (64, 400, 128), max(3, args.reps // 3), device)
-    for name in FLAT_IN_T:
-        print(f"| {name} | {short[name] * 1e3:.1f} | {long[name] * 1e3:.1f} | "
-              f"{(long[name] / 400) / (short[name] / 100):.2f} |", flush=True)
+    if not args.models:
+        print("\ntime per time step at T=400 over T=100 (batch 64, hidden 128; 1.00 = linear in T)\n")
+        print("| model | T=100 (ms) | T=400 (ms) | per-step ratio |")
+        print("|---|---|---|---|")
+        short = time_models(list(FLAT_IN_T), (64, 100, 128), args.reps, device)
+        long = time_models(list(FLAT_IN_T), (64, 400, 128), max(3, args.reps // 3), device)
+        for name in FLAT_IN_T:
+            print(f"| {name} | {short[name] * 1e3:.1f} | {long[name] * 1e3:.1f} | "
+                  f"{(long[name] / 400) / (short[name] / 100):.2f} |", flush=True)
 
     if not args.no_memory:
         print("\npeak memory of one training step above what was resident before it (MB; ratio to torch.nn's)\n")
         for cell, measured in MEMORY.items():
+            if args.models:  # the chosen models of this cell beside torch.nn's
+                measured = (measured[0], *[n for n in measured[1:] if n in names])
+                if len(measured) == 1:
+                    continue
             print("| batch, T, hidden | " + " | ".join(measured) + " |")
             print("|---|" + "---|" * len(measured))
-            for shape in SHAPES:
+            for shape in shapes:
                 peaks = {name: peak_memory(name, shape, args.threads, args.device) for name in measured}
                 reference = peaks[measured[0]]
                 cells = [f"{reference / 2**20:.1f}"] + [

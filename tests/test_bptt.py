@@ -111,6 +111,22 @@ def test_leaky_relu_with_a_slope_that_is_not_positive_matches_autograd(cell, slo
     assert_same(*both_paths(stack, "compiled"), inputs(1))
 
 
+@pytest.mark.parametrize("features", [1, 2, 10, 40])
+def test_the_input_projection_matches_linear_in_value_and_every_gradient(features):
+    # bptt.project reorders dL/dW's matmul for skinny inputs: the numbers must be F.linear's.
+    g = torch.Generator().manual_seed(features)
+    x, weight, bias = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+                       for shape in ((7, 5, features), (12, features), (12,)))
+    torch.autograd.gradcheck(bptt.project, (x, weight, bias))
+    out = bptt.project(x, weight, bias)
+    torch.testing.assert_close(out, torch.nn.functional.linear(x, weight, bias))
+    upstream = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    ours = torch.autograd.grad(out, (x, weight, bias), upstream)
+    theirs = torch.autograd.grad(torch.nn.functional.linear(x, weight, bias), (x, weight, bias), upstream)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+
+
 NAMES = list(ACTIVATIONS)
 
 
