@@ -349,9 +349,9 @@ class CompiledGRUFunction(torch.autograd.Function):
     def forward(ctx, projected: Tensor, weight_hh: Tensor, bias_hh: Tensor, module: Any, codes: list[int],
                 slopes: list[float]) -> Tensor:
         compiled_calls["gru"] += 1
-        hs, acts, recurrent_n, pres = module.gru_forward(projected, weight_hh, bias_hh, codes, slopes)
+        hs, acts, pres = module.gru_forward(projected, weight_hh, bias_hh, codes, slopes)
         ctx.config = (module, codes, slopes)
-        ctx.save_for_backward(weight_hh, hs, acts, recurrent_n, pres)
+        ctx.save_for_backward(weight_hh, bias_hh, hs, acts, pres)
         return hs
 
     @staticmethod
