@@ -95,6 +95,22 @@ def test_learning_speed_columns_by_hand(cli, sweep):
     assert math.isnan(row(frame, "copy", CLASSIC)["fraction_solved"])
 
 
+def test_every_configuration_shows_its_learning_speed_in_the_results_table(cli, sweep):
+    # The reference too (it has no comparison row): "2/3 [0.21, 0.94]" solved, median 300 updates.
+    frame = report(cli, sweep)
+    markdown = (frame.attrs["out"] / "summary.md").read_text()
+    adding = markdown.split("## adding")[1].split("### Overfitting")[0]
+    header = next(line for line in adding.splitlines() if line.startswith("| model"))
+    assert "| solved [95% CI] | median updates to solve |" in header
+    reference_line = next(line for line in adding.splitlines() if "sigmoid,tanh,tanh" in line)
+    assert "| 2/3 [0.21, 0.94] | 300 |" in reference_line
+    relu_line = next(line for line in adding.splitlines() if "sigmoid,relu,tanh" in line)
+    assert "| 0/4 [0, 0.49] | > 400 (under half solved) |" in relu_line
+    copy = markdown.split("## copy")[1].split("### Overfitting")[0]
+    assert "solved [95% CI]" not in copy  # no criterion there: no empty learning-speed columns
+    assert "solved" in frame.attrs["output"] and "to solve" in frame.attrs["output"]  # the console shows it too
+
+
 def test_paired_when_seeds_match_unpaired_otherwise(cli, sweep):
     frame = report(cli, sweep)
     relu = row(frame, "adding", RELU)

@@ -55,10 +55,11 @@ def baseline_text(section: TaskSection) -> str:
 
 
 VS_REFERENCE = "vs reference: Δ, p (adjusted)"
+SOLVED, MEDIAN_TO_SOLVE = "solved [95% CI]", "median updates to solve"
 # A table row as text, shared by the markdown file and the console so that both show the same thing.
 TABLE_HEADERS = [
     "model", "activations (gate,candidate,output)", "other", "metric", "test metric", "test loss",
-    "n", rundir.DIVERGED, rundir.FAILED, "gap metric", "gap loss", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "s/epoch",
+    SOLVED, MEDIAN_TO_SOLVE, "n", rundir.DIVERGED, rundir.FAILED, "gap metric", "gap loss", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "s/epoch",
     "95% CI test metric", VS_REFERENCE, "overfit onset (epoch, runs)", "decay/step",
     "saturated gates", "dead cand. (change from epoch 0)", "mean |c| or |h|",
 ]
@@ -69,7 +70,7 @@ FLOOR_NOTE = ("at the floor: the reference is not significantly above the baseli
 # The comparisons of a section, one row per configuration that has a reference (actstudy/report/compare.py).
 COMPARISON_HEADERS = [
     "configuration", "reference", "test (n)", "Δ [95% CI]", "Hedges' g", "min. detectable Δ (80%)",
-    "p adj.", "diverged (p adj.)", "solved [95% CI]", "median updates to solve", "solved p adj.",
+    "p adj.", "diverged (p adj.)", SOLVED, MEDIAN_TO_SOLVE, "solved p adj.",
     "log-rank p adj.",
 ]
 
@@ -148,6 +149,8 @@ def table_cells(row: pd.Series) -> list[str]:
         str(row["metric"]),
         fmt_mean_std(row["test_metric_mean"], row["test_metric_std"], n) + mark,
         fmt_mean_std(row["test_loss_mean"], row["test_loss_std"], n),
+        solved_text(row),
+        median_to_solve_text(row),
         str(row["n_seeds"]) + (f" (+{row[rundir.RUNNING]} running)" if row[rundir.RUNNING] else ""),
         str(row[rundir.DIVERGED]),
         str(row[rundir.FAILED]),
@@ -169,19 +172,32 @@ def _interval(low: float, high: float, digits: int = 2) -> str:
     return "—" if math.isnan(low) else f"[{fmt(low, digits)}, {fmt(high, digits)}]"
 
 
+def _has_criterion(row: pd.Series) -> bool:
+    value = row.get("fraction_solved", math.nan)
+    return value is not None and not math.isnan(value)
+
+
+def solved_text(row: pd.Series) -> str:
+    """Runs that reached the task's criterion, of those that finished, with the Wilson interval ("3/5 [0.23, 0.88]")."""
+    if not _has_criterion(row):
+        return "—"
+    return (f"{int(row['runs_solved'])}/{int(row['runs_finished'])} "
+            f"{_interval(row['fraction_solved_ci_low'], row['fraction_solved_ci_high'])}")
+
+
+def median_to_solve_text(row: pd.Series) -> str:
+    """Kaplan–Meier median of updates to solve; "> budget" when fewer than half the runs solved."""
+    median = row.get("median_updates_to_solve", math.nan)
+    if _has_criterion(row) and math.isnan(median):
+        return f"> {fmt(row['update_budget'], 6)} (under half solved)"
+    return fmt(median, 6)
+
+
 def comparison_cells(row: pd.Series) -> list[str]:
     """One row of a section's comparisons table (a configuration that has a reference)."""
     mark = f" {SIGNIFICANT_MARK}" if row.get("significant") is True else ""
     power = " (underpowered)" if row.get("underpowered") is True else ""
-    solved = "—"
-    if not math.isnan(row.get("fraction_solved", math.nan)):
-        solved = (f"{int(row['runs_solved'])}/{int(row['runs_finished'])} "
-                  f"{_interval(row['fraction_solved_ci_low'], row['fraction_solved_ci_high'])}")
-    median = row.get("median_updates_to_solve", math.nan)
-    if math.isnan(median) and not math.isnan(row.get("fraction_solved", math.nan)):
-        median_text = f"> {fmt(row['update_budget'], 6)} (under half solved)"
-    else:
-        median_text = fmt(median, 6)
+    solved, median_text = solved_text(row), median_to_solve_text(row)
     return [
         str(row["label"].split(" / ", 1)[-1]),
         str(row["reference"]),
@@ -254,7 +270,8 @@ def statistics_note(options: CompareOptions) -> str:
 # The summary's columns in two tables that each fit a screen: what was reached, and why (summary.md and
 # index.html alike; the console shows a part of the first).
 RESULT_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "metric", "test metric",
-                  "95% CI test metric", VS_REFERENCE, "test loss", "n", rundir.DIVERGED, rundir.FAILED)
+                  "95% CI test metric", VS_REFERENCE, "test loss", SOLVED, MEDIAN_TO_SOLVE, "n", rundir.DIVERGED,
+                  rundir.FAILED)
 MECHANISM_COLUMNS = ("model", "activations (gate,candidate,output)", "other", "gap metric", "gap loss",
                      "overfit onset (epoch, runs)", "log10 ‖∂L/∂h₁‖/‖∂L/∂h_T‖", "decay/step", "saturated gates",
                      "dead cand. (change from epoch 0)", "mean |c| or |h|", "s/epoch")
@@ -262,10 +279,13 @@ TABLES = (("Results", RESULT_COLUMNS), ("Overfitting, vanishing, activations, ti
 
 
 def pick_columns(cells: list[list[str]], columns: tuple[str, ...]) -> tuple[list[str], list[list[str]]]:
-    """The headers and cells of `columns` (names from TABLE_HEADERS); 'other' only when a row has a value."""
+    """The headers and cells of `columns` (names from TABLE_HEADERS); 'other' only when a row has a value, the
+    learning-speed columns only when a task in it has a solve criterion."""
     keep = [TABLE_HEADERS.index(c) for c in columns]
-    if not any(c[TABLE_HEADERS.index("other")] for c in cells):
-        keep.remove(TABLE_HEADERS.index("other"))
+    for optional, empty in (("other", ""), (SOLVED, "—"), (MEDIAN_TO_SOLVE, "—")):
+        at = TABLE_HEADERS.index(optional)
+        if at in keep and all(c[at] == empty for c in cells):
+            keep.remove(at)
     return [TABLE_HEADERS[i] for i in keep], [[row[i] for i in keep] for row in cells]
 
 
@@ -349,12 +369,12 @@ def write_markdown(path: Path, summary: pd.DataFrame, sections: list[TaskSection
 # The console has less room than a markdown page: the same columns under shorter names, and the metric's
 # name moves into the header when a task has only one.
 CONSOLE_HEADERS = [
-    "model", "gate,cand,out", "other", "metric", "test metric", "test loss",
+    "model", "gate,cand,out", "other", "metric", "test metric", "test loss", "solved", "to solve",
     "n", "div", "fail", "gap metric", "gap loss", "log10 g₁/g_T", "s/epoch",
     "95% CI", "vs ref Δ, p", "onset", "decay/step", "sat", "dead", "|state|",
 ]
 # The console shows the core columns only: a terminal has no room for all of them (summary.md has all).
-CONSOLE_KEEP = 15
+CONSOLE_KEEP = 17
 TEXT_COLUMNS = ("model", "gate,cand,out", "other", "metric")
 
 
@@ -364,8 +384,9 @@ def print_tables(console: Console, summary: pd.DataFrame, sections: list[TaskSec
         headers = list(CONSOLE_HEADERS)
         cells = [table_cells(row) for _, row in rows.iterrows()]
         dropped = []
-        if not any(c[headers.index("other")] for c in cells):
-            dropped.append(headers.index("other"))
+        for optional, empty in (("other", ""), ("solved", "—"), ("to solve", "—")):
+            if all(c[headers.index(optional)] == empty for c in cells):
+                dropped.append(headers.index(optional))
         if len(section.metric_names) == 1:
             metric = section.metric_names[0]
             headers[headers.index("test metric")] = f"test {metric}"
@@ -397,6 +418,7 @@ CONSOLE_NOTES = (
     (("test metric", "test loss"), "mean ± std over completed seeds"),
     (("gap metric", "gap loss"), "gaps at the last epoch (metric: train − val, loss: val − train)"),
     (("log10 g₁/g_T",), "g_t = ‖∂L/∂h_t‖ at the last probed epoch"),
+    (("solved", "to solve"), "solved: runs that reached the task's criterion; to solve: median updates (Kaplan–Meier)"),
     (("vs ref Δ, p",), f"vs ref: Δ test metric against sigmoid/tanh/tanh, Holm-corrected p, {SIGNIFICANT_MARK} significant"),
 )
 
