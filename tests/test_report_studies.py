@@ -8,7 +8,7 @@ import pytest
 
 from actstudy.config import ConfigError, check_buildable, compose, compose_many, config_dir
 
-STUDIES = ["adding_lengths", "copy_delays", "mnist1d_gru", "greff_variants", "claims"]
+STUDIES = ["adding_lengths", "adding_rnn_controls", "copy_delays", "mnist1d_gru", "greff_variants", "claims"]
 
 
 def compose_study(name: str, extra: tuple[str, ...] = ()):
@@ -36,15 +36,27 @@ def test_study_composes_and_says_how_long_it_takes(name):
         check_buildable(run)
 
 
-def test_adding_lengths_means_36_valid_runs_including_the_irnn():
+def test_adding_lengths_is_arjovskys_lstm_setting_on_fresh_data():
     cfg = compose_study("adding_lengths")
-    runs = jobs(cfg)
-    assert len(runs) == 36
-    for job in runs[:: 3]:  # every model × length; the seeds do not change validity
+    assert len(jobs(cfg)) == 10  # T = 100, 200 x 5 seeds
+    for job in jobs(cfg)[::5]:
         run = compose_study("adding_lengths", tuple(job))
         check_buildable(run)
-        if "model=irnn" in job:
-            assert (run.model.cell, run.model.activation.candidate, run.model.init) == ("rnn", "relu", "irnn")
+        assert (run.model.cell, run.model.hidden_size, run.optim.name, run.optim.lr) == ("lstm", 128, "rmsprop", 1e-3)
+        assert (run.train.batch_size, run.train.max_updates, run.task.train_size) == (20, 20000, None)
+        assert run.train.stop_when_solved
+
+
+def test_adding_rnn_controls_cross_activation_and_init_including_the_irnn():
+    cfg = compose_study("adding_rnn_controls")
+    runs = jobs(cfg)
+    assert len(runs) == 20
+    seen = set()
+    for job in runs[::5]:  # every activation x init; the seeds do not change validity
+        run = compose_study("adding_rnn_controls", tuple(job))
+        check_buildable(run)
+        seen.add((run.model.cell, run.model.activation.candidate, run.model.init))
+    assert seen == {("rnn", a, i) for a in ("tanh", "relu") for i in ("default", "irnn")}  # irnn + relu = the IRNN
 
 
 def test_claims_grid_is_valid_for_both_cells_on_every_task():
