@@ -14,7 +14,9 @@ import pytest
 from scipy import stats as sps
 
 from report_fixtures import run_config, write_fake_run
+from typer.testing import CliRunner
 
+from actstudy.cli import app
 from actstudy.stats import holm, min_detectable_difference
 
 CLASSIC = ("sigmoid", "tanh", "tanh")
@@ -108,7 +110,11 @@ def test_every_configuration_shows_its_learning_speed_in_the_results_table(cli, 
     assert "| 0/4 [0, 0.49] | > 400 (under half solved) |" in relu_line
     copy = markdown.split("## copy")[1].split("### Overfitting")[0]
     assert "solved [95% CI]" not in copy  # no criterion there: no empty learning-speed columns
-    assert "solved" in frame.attrs["output"] and "to solve" in frame.attrs["output"]  # the console shows it too
+    # The console shows it too where there is room; a narrow terminal keeps n, div and fail first.
+    assert "to solve" not in frame.attrs["output"] and " div " in frame.attrs["output"]  # CliRunner: 80 columns
+    wide = CliRunner(env={"COLUMNS": "220"}).invoke(app, ["report", str(sweep), "--out", str(sweep / "wide")])
+    assert wide.exit_code == 0, wide.output
+    assert "solved" in wide.output and "to solve" in wide.output and "2/3 [0.21, 0.94]" in wide.output
 
 
 def test_paired_when_seeds_match_unpaired_otherwise(cli, sweep):

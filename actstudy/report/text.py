@@ -392,8 +392,15 @@ def print_tables(console: Console, summary: pd.DataFrame, sections: list[TaskSec
             headers[headers.index("test metric")] = f"test {metric}"
             dropped.append(headers.index("metric"))
         dropped += [headers.index("95% CI"), *range(CONSOLE_KEEP, len(headers))]  # summary.md has them all
-        headers = [h for i, h in enumerate(headers) if i not in dropped]
-        cells = [[c for i, c in enumerate(row) if i not in dropped] for row in cells]
+        # Learning speed after n, div and fail: a narrow terminal drops it before the run counts.
+        order = list(range(len(headers)))
+        for name in ("to solve", "solved"):
+            at = headers.index(name)
+            order.remove(at)
+            order.insert(order.index(headers.index("fail")) + 1, at)
+        order = [i for i in order if i not in dropped]
+        headers = [headers[i] for i in order]
+        cells = [[row[i] for i in order] for row in cells]
         table = console_table(section, headers, cells)
         # A narrow terminal folds every cell into a column of fragments: drop columns from the right (the
         # least read first) until each value fits on its line; summary.md and index.html keep them all.
