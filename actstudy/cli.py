@@ -576,7 +576,3 @@ def _studies() -> dict[str, str]:
 
 def _describe(entry) -> str:
     return entry if isinstance(entry, str) else getattr(entry, "description", str(entry))
-
-
-def main() -> None:  # `python -m actstudy`
-    app()

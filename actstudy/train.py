@@ -27,7 +27,7 @@ from actstudy.model import SequenceModel, count_parameters
 from actstudy.optimizers import build_optimizer
 from actstudy.probe import activation_stats, grad_profiles, vanishing_ratio
 from actstudy.rundir import CHECKPOINT, FINISHED, finite_or_none, write_csv, write_json
-from actstudy.runtime import pick_device, prepare_torch
+from actstudy.runtime import huge_pages_in_use, huge_pages_problem, pick_device, prepare_torch
 from actstudy.tasks import build_task
 
 log = logging.getLogger("actstudy")
@@ -254,6 +254,8 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
         if not cfg.quiet:
             print(f"task: {note}", flush=True)
     log.info("model: %s, %d parameters, %s path, %d threads, %s", cfg.model.cell, params, model.impl_used, threads, device)
+    log.info("memory: %s", "big blocks on huge pages" if huge_pages_in_use() else
+             f"4 KB pages ({huge_pages_problem() or 'not started through the actstudy command, or ACTSTUDY_HUGE_PAGES=0'})")
 
     x_train, y_train = task.splits["train"]
     x_val, y_val = task.splits["val"]
@@ -403,6 +405,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
         "params": params,
         "impl": model.impl_used,
         "threads": threads,
+        "huge_pages": huge_pages_in_use(),  # speed only: big tensors faulted in 2 MB at a time (runtime.py)
         "device": str(device),
         "vanishing_ratio": _ratio_or_none(vanishing_ratio(last_profile)),
         # the ratio compares the first step's gradient with the last's as the path back from one loss at the

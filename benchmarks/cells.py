@@ -18,9 +18,10 @@ multiply-adds relative to an LSTM's (input and recurrent matmuls: a GRU has 3/4 
 FGR 1 + 9H/(4(H+I)), a vanilla RNN 1/4), so that it compares how close each runs to the arithmetic it must do.
 
 Times are medians over --reps rounds; each round times every model once, one after another, so drift of
-a shared machine hits all columns alike. Then: time per step at T=400 over T=100, and peak resident memory
-of one step (each model in a child process, glibc told to return freed blocks, so the peak is what the
-step really holds) as a ratio to torch.nn's.
+a shared machine hits all columns alike. Then: time per step at T=400 over T=100 (each model in a child
+process, as a training run has its memory to itself, the two lengths interleaved), and peak resident memory
+of one step (each model in a child process, on 4 KB pages, glibc told to return freed blocks, so the peak
+is what the step really holds) as a ratio to torch.nn's.
 
     python benchmarks/cells.py [--threads 1] [--reps 9] [--no-memory] [--device cpu|cuda]
                                [--shapes 128,400,128 ...] [--models "LSTM leaky_relu" ...]
@@ -30,8 +31,10 @@ always timed beside the chosen models, and the memory table puts torch.nn's LSTM
 T-scaling table is left out when --models is given.
 
 Threads are fixed with torch.set_num_threads and denormals flushed with torch.set_flush_denormal(True),
-and glibc's malloc is told to keep freed memory (actstudy.runtime.keep_freed_memory), as actstudy's
-trainer does; the header says so, with the CPU model and the load average (before and after).
+and glibc's malloc is told to keep freed memory (actstudy.runtime.keep_freed_memory) and, through a
+restart, to put big blocks on huge pages (actstudy.runtime.restart_with_huge_pages; ACTSTUDY_HUGE_PAGES=0
+turns it off), as the actstudy command does; the header says so, with the CPU model and the load average
+(before and after).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from actstudy import native  # noqa: E402
 from actstudy.cells import VARIANTS, RecurrentStack  # noqa: E402
-from actstudy.runtime import keep_freed_memory  # noqa: E402
+from actstudy.runtime import huge_pages_in_use, keep_freed_memory, restart_with_huge_pages  # noqa: E402
 
 SHAPES = [(64, 100, 64), (64, 200, 128), (32, 200, 32), (128, 400, 128)]
 INPUT = 2  # the adding problem's two features
@@ -77,6 +80,7 @@ MODELS: dict[str, tuple[str, dict, str]] = {
 }
 # The T-scaling and memory tables: the custom cells that matter most, beside their torch.nn counterpart.
 FLAT_IN_T = ("LSTM tanh", "LSTM relu", "variant vanilla", "GRU tanh")
+SCALING_BATCH, SCALING_HIDDEN, SCALING_T = 64, 128, (100, 400)
 MEMORY = {"lstm": ("nn.LSTM", "LSTM tanh", "LSTM relu", "LSTM leaky_relu", "variant vanilla", "variant fgr"),
           "gru": ("nn.GRU", "GRU tanh", "GRU relu")}
 
@@ -142,6 +146,7 @@ def time_models(names: list[str], shape: tuple[int, int, int], reps: int, device
 def peak_memory(name: str, shape: tuple[int, int, int], threads: int, device: str) -> float:
     """Peak bytes one training step holds above what was resident before it, in a child process."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    env.pop("GLIBC_TUNABLES", None)  # on 4 KB pages: huge ones would round a small model's peak up in 2 MB steps
     args = [sys.executable, __file__, "--memory-child", json.dumps([name, list(shape), threads, device])]
     result = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
@@ -175,6 +180,36 @@ def memory_child(spec: str) -> None:
     print(_rss_bytes("VmHWM") - base)
 
 
+def scaling(name: str, threads: int, reps: int, device: str) -> dict[int, float]:
+    """Median seconds of one step at T=100 and T=400 of one model, in a child process of its own (as a
+    training run has the machine's memory to itself), the two lengths interleaved round by round."""
+    args = [sys.executable, __file__, "--scaling-child", json.dumps([name, threads, reps, device])]
+    result = subprocess.run(args, capture_output=True, text=True, check=True)
+    return {int(steps): seconds for steps, seconds in json.loads(result.stdout.strip().splitlines()[-1]).items()}
+
+
+def scaling_child(spec: str) -> None:
+    name, threads, reps, device_name = json.loads(spec)
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    keep_freed_memory()
+    device = torch.device(device_name)
+    model = build(name, SCALING_HIDDEN, device)
+    torch.manual_seed(0)
+    runs = {steps: make_step(model, torch.randn(SCALING_BATCH, steps, INPUT, device=device), device)
+            for steps in SCALING_T}
+    for step in runs.values():
+        step()
+        step()
+    times: dict[int, list[float]] = {steps: [] for steps in runs}
+    for _ in range(reps):
+        for steps, step in runs.items():
+            start = time.perf_counter()
+            step()
+            times[steps].append(time.perf_counter() - start)
+    print(json.dumps({steps: statistics.median(values) for steps, values in times.items()}))
+
+
 def parse_shape(parser: argparse.ArgumentParser, text: str) -> tuple[int, int, int]:
     try:
         shape = tuple(int(part) for part in text.split(","))
@@ -202,10 +237,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", metavar="NAME", help="models to time (default: all): "
                         + "; ".join(MODELS))
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--scaling-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
         return
+    if args.scaling_child:
+        scaling_child(args.scaling_child)
+        return
+    restart_with_huge_pages()  # as the actstudy command does (ACTSTUDY_HUGE_PAGES=0: not)
     shapes = [parse_shape(parser, text) for text in args.shapes] if args.shapes else SHAPES
     unknown = [name for name in args.models or [] if name not in MODELS]
     if unknown:
@@ -218,7 +258,8 @@ def main() -> None:
     loop = "compiled loop built" if native.load() is not None else f"NO compiled loop ({native.unavailable_reason()})"
     print(f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start; "
           f"torch {torch.__version__}, device {device}, torch.set_num_threads({args.threads}), "
-          f"torch.set_flush_denormal(True), glibc keeps freed memory: {kept}; {loop}; "
+          f"torch.set_flush_denormal(True), glibc keeps freed memory: {kept}, huge pages: {huge_pages_in_use()}; "
+          f"{loop}; "
           f"median of {args.reps} interleaved rounds")
     print("one training step (forward, backward, Adam; input 2 features): time / nn.LSTM's "
           "(per unit of arithmetic)\n")
@@ -234,14 +275,14 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
     if not args.models:
-        print("\ntime per time step at T=400 over T=100 (batch 64, hidden 128; 1.00 = linear in T)\n")
+        print("\ntime per time step at T=400 over T=100 (batch 64, hidden 128; 1.00 = linear in T; each model in a "
+              "process of its own, the two lengths interleaved)\n")
         print("| model | T=100 (ms) | T=400 (ms) | per-step ratio |")
         print("|---|---|---|---|")
-        short = time_models(list(FLAT_IN_T), (64, 100, 128), args.reps, device)
-        long = time_models(list(FLAT_IN_T), (64, 400, 128), max(3, args.reps // 3), device)
         for name in FLAT_IN_T:
-            print(f"| {name} | {short[name] * 1e3:.1f} | {long[name] * 1e3:.1f} | "
-                  f"{(long[name] / 400) / (short[name] / 100):.2f} |", flush=True)
+            seconds = scaling(name, args.threads, args.reps, args.device)
+            short, long = seconds[100], seconds[400]
+            print(f"| {name} | {short * 1e3:.1f} | {long * 1e3:.1f} | {(long / 400) / (short / 100):.2f} |", flush=True)
 
     if not args.no_memory:
         print("\npeak memory of one training step above what was resident before it (MB; ratio to torch.nn's)\n")

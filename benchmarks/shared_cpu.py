@@ -4,16 +4,22 @@ Runs `actstudy run` (the default experiment, shortened to --epochs epochs) in a 
 setting, first on the machine as it is ("idle": nothing of ours besides it), then beside one and beside
 two busy processes (each a pure-Python busy loop that takes one core, started before and stopped after
 the runs it flanks). Times are the runs' own training time (summary.json's wall_seconds), medians over
---reps runs; every ratio is to 1 thread on the idle machine.
+--reps runs; every ratio is to the first setting's first row (1 thread on the idle machine by default).
 
 Settings:
     threads=1                one thread
-    default (every core)     no `threads`: every usable core, OpenMP threads sleep while waiting
-                             (actstudy/runtime.py)
-    every core, spinning     every core, OpenMP threads spinning ~3 ms before they sleep (libgomp's own
+    default                  no `threads`: what actstudy picks (actstudy/runtime.py): every usable core,
+                             OpenMP threads sleep while waiting
+    every core, sleeping     threads=<usable cores>, sleeping waits: the default spelled out
+    every core, spinning     the same with OpenMP threads spinning ~3 ms before they sleep (libgomp's own
                              default, GOMP_SPINCOUNT=300000): the setting actstudy had before
 
-    python benchmarks/shared_cpu.py [--epochs 4] [--reps 3] [--give-up 120]
+    python benchmarks/shared_cpu.py [--epochs 4] [--reps 3] [--give-up 120] [--beside 0 1 2]
+                                    [--settings threads=1 default ...] [OVERRIDE ...]
+
+--beside picks the rows (how many busy processes), --settings the columns (a name's first word is
+enough: threads=1, default, sleeping, spinning); OVERRIDE arguments (e.g. model.hidden=256) go to every run,
+to see how the choice of threads depends on the model's size.
 
 A run that takes longer than --give-up seconds is stopped and shown as "> N s" (the spinning setting
 beside busy cores can take 25x or more).
@@ -38,8 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUSY_SECONDS = 1800  # a busy loop ends on its own after this, should the benchmark die without stopping it
 SETTINGS = {
     "threads=1": (["threads=1"], {}),
-    "default (every core)": ([], {}),
-    "every core, spinning": ([], {"GOMP_SPINCOUNT": "300000"}),
+    "default": ([], {}),
+    "every core, sleeping": ([f"threads={len(os.sched_getaffinity(0))}"], {}),
+    "every core, spinning": ([f"threads={len(os.sched_getaffinity(0))}"], {"GOMP_SPINCOUNT": "300000"}),
 }
 
 
@@ -88,20 +95,32 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--give-up", type=float, default=120.0, help="seconds after which a run is stopped")
+    parser.add_argument("--beside", type=int, nargs="+", choices=(0, 1, 2), default=[0, 1, 2],
+                        help="busy processes beside the runs, one row each")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), metavar="NAME",
+                        help="columns: " + "; ".join(SETTINGS))
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="config overrides for every run")
     args = parser.parse_args()
+    settings = {}
+    for wanted in args.settings:
+        found = [name for name in SETTINGS if wanted in (name, name.split()[-1])]
+        if len(found) != 1:
+            parser.error(f"unknown setting {wanted!r}; choose from: " + "; ".join(SETTINGS))
+        settings[found[0]] = SETTINGS[found[0]]
     print(f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs; "
-          f"default experiment (adding problem, LSTM) for {args.epochs} epochs; median of {args.reps} runs; "
-          "ratios to 1 thread on the idle machine\n")
-    print("| beside | " + " | ".join(SETTINGS) + " |")
-    print("|---|" + "---|" * len(SETTINGS))
+          f"default experiment (adding problem, LSTM{', ' + ' '.join(args.overrides) if args.overrides else ''}) "
+          f"for {args.epochs} epochs; median of {args.reps} runs; ratios to the first column's first row\n")
+    print("| beside | " + " | ".join(settings) + " |")
+    print("|---|" + "---|" * len(settings))
     reference = None
-    for busy in (0, 1, 2):
+    for busy in args.beside:
         busy_processes = start_busy(busy)
         try:
             time.sleep(0.5 if busy else 0)  # let the busy loops get going
             cells = []
-            for name, (overrides, env_extra) in SETTINGS.items():
-                seconds = statistics.median(run_once(overrides, env_extra, args.epochs, args.give_up)
+            for name, (overrides, env_extra) in settings.items():
+                seconds = statistics.median(run_once([*overrides, *args.overrides], env_extra, args.epochs,
+                                                     args.give_up)
                                             for _ in range(args.reps))
                 if reference is None:
                     reference = seconds

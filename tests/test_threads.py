@@ -38,3 +38,20 @@ def test_openmp_threads_sleep_while_waiting_unless_the_user_says_otherwise(prese
     code = "import actstudy, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == [expected, "False"]
+
+
+@pytest.mark.skipif(__import__("actstudy.runtime", fromlist=["x"]).huge_pages_problem() is not None,
+                    reason="needs Linux, glibc >= 2.35 and transparent huge pages")
+@pytest.mark.parametrize("opt_out,expected", [(None, True), ("0", False)])
+def test_the_run_command_restarts_itself_once_with_huge_pages_unless_told_not_to(tmp_path, opt_out, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "ACTSTUDY_RESTARTED")}
+    if opt_out:
+        env["ACTSTUDY_HUGE_PAGES"] = opt_out
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "actstudy", "run", *TINY, "threads=1", "-q", f"hydra.run.dir={run}"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "summary.json").read_text())["huge_pages"] is expected
+    log = (run / "actstudy.log").read_text()
+    assert ("memory: big blocks on huge pages" in log) is expected
+    assert log.count("model: lstm") == 1  # one run, not one per start
