@@ -130,17 +130,21 @@ def time_models(names: list[str], shape: tuple[int, int, int], reps: int, device
     batch, steps, hidden = shape
     torch.manual_seed(0)
     x = torch.randn(batch, steps, INPUT, device=device)
-    runs = {name: make_step(build(name, hidden, device), x, device) for name in names}
+    return interleaved_medians({name: make_step(build(name, hidden, device), x, device) for name in names}, reps)
+
+
+def interleaved_medians(runs: dict, reps: int) -> dict:
+    """Median seconds of each step function, after two warm-up calls, timed round by round in turn."""
     for step in runs.values():  # warm-up: first-call allocations, kernel selection, Adam state
         step()
         step()
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times = {key: [] for key in runs}
     for _ in range(reps):
-        for name, step in runs.items():
+        for key, step in runs.items():
             start = time.perf_counter()
             step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def peak_memory(name: str, shape: tuple[int, int, int], threads: int, device: str) -> float:
@@ -198,16 +202,7 @@ def scaling_child(spec: str) -> None:
     torch.manual_seed(0)
     runs = {steps: make_step(model, torch.randn(SCALING_BATCH, steps, INPUT, device=device), device)
             for steps in SCALING_T}
-    for step in runs.values():
-        step()
-        step()
-    times: dict[int, list[float]] = {steps: [] for steps in runs}
-    for _ in range(reps):
-        for steps, step in runs.items():
-            start = time.perf_counter()
-            step()
-            times[steps].append(time.perf_counter() - start)
-    print(json.dumps({steps: statistics.median(values) for steps, values in times.items()}))
+    print(json.dumps(interleaved_medians(runs, reps)))
 
 
 def parse_shape(parser: argparse.ArgumentParser, text: str) -> tuple[int, int, int]:
