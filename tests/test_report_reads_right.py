@@ -159,3 +159,27 @@ def test_log_axes_are_labelled_in_plain_text_while_mathtext_is_off():
             labels = [t.get_text() for t in ax.get_yticklabels(which="both") if t.get_text()]
             plt.close(figure)
             assert expected in labels and not any("$" in text for text in labels), labels
+
+
+@pytest.mark.parametrize("eval_every", [None, 200])
+def test_curves_are_drawn_against_updates_where_runs_evaluate_every_so_many_updates(cli, tmp_path, eval_every):
+    """Fresh data has no epochs: a run with train.eval_every evaluates every 200 updates, and its plots count
+    updates, not evaluation periods called epochs."""
+    for seed in (0, 1):
+        config = run_config(seed=seed)
+        config["train"]["eval_every"] = eval_every
+        run = write_fake_run(tmp_path / "runs" / f"s{seed}", config,
+                             activation_stats={"mean_abs_cell_state": 0.3, "candidate_dead_fraction": 0.0})
+        metrics = pd.read_csv(run / "metrics.csv")
+        metrics["updates"] = metrics["epoch"] * (eval_every or 20)  # 20 batches of 50 per epoch otherwise
+        metrics.to_csv(run / "metrics.csv", index=False)
+    result = cli("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    svgs = {kind: (out / f"{kind}_adding.svg").read_text() for kind in ("curves", "gap", "grad_by_step", "activations")}
+    by_updates = eval_every is not None
+    for kind in ("curves", "gap", "activations"):
+        assert ("updates (optimizer steps)" in svgs[kind]) is by_updates, kind
+        assert (">epoch<" in svgs[kind].replace(" ", "")) is not by_updates, kind
+    # five evaluations, the last probed at the fifth: update 1000, or epoch 5
+    assert ("at update 1000" if by_updates else "at epoch 5") in svgs["grad_by_step"]

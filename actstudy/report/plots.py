@@ -150,8 +150,28 @@ def _bands(pieces: list[tuple[int, np.ndarray, np.ndarray]], geometric: bool = F
     }
 
 
+def _time_axis(section: TaskSection) -> tuple[str, str]:
+    """What per-evaluation curves are drawn against: ("epoch", label), or ("updates", label) where every run
+    evaluated each train.eval_every updates (fresh data has no epochs, and an "epoch" there is one such
+    period, so the axis counts optimizer updates)."""
+    runs = [run for group in section.groups for run in group.completed]
+    if runs and all(run.config.get("train.eval_every") and run.curves is not None and "updates" in run.curves
+                    for run in runs):
+        return "updates", "updates (optimizer steps)"
+    return "epoch", "epoch"
+
+
+def _on_axis(run, epochs, unit: str) -> np.ndarray:
+    """Evaluation indices (metrics.csv's `epoch`; 0 = before training) as the x of `unit`."""
+    epochs = np.asarray(epochs, dtype=float)
+    if unit == "epoch":
+        return epochs
+    return np.interp(epochs, np.r_[0.0, run.curves["epoch"]], np.r_[0.0, run.curves["updates"]])
+
+
 def _curve_bands(section: TaskSection, column: str) -> dict[int, Band]:
-    pieces = [(index, run.curves["epoch"], run.curves[column])
+    unit = _time_axis(section)[0]
+    pieces = [(index, _on_axis(run, run.curves["epoch"], unit), run.curves[column])
               for index, group in enumerate(section.groups) for run in group.completed]
     return _bands(pieces)
 
@@ -244,7 +264,7 @@ def plot_curves(section: TaskSection, colours: Colours, path: Path, variant: str
     _draw_bands(ax, val, section.groups, colours, "-", positive_only=log_scale)
     for loss in baselines:
         ax.axhline(loss, color="grey", lw=1.2, zorder=0)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(_time_axis(section)[1])
     _integer_ticks(ax.xaxis)
     ax.set_ylabel("loss" + (" (log scale)" if log_scale else ""))
     ax.set_title(f"{section.title}: learning curves (mean over seeds, {BAND_DESCRIPTION})")
@@ -268,7 +288,7 @@ def plot_gap(section: TaskSection, colours: Colours, path: Path, variant: str = 
     figure, ax = _new_figure(9, 5.5)
     _draw_bands(ax, gaps, section.groups, colours)
     ax.axhline(0.0, color="black", lw=0.8, zorder=0)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(_time_axis(section)[1])
     _integer_ticks(ax.xaxis)
     ax.set_ylabel("generalization gap: validation loss − train loss")
     ax.set_title(f"{section.title}: generalization gap (above 0 = overfitting; mean over seeds, {BAND_DESCRIPTION})")
@@ -280,12 +300,13 @@ def plot_gap(section: TaskSection, colours: Colours, path: Path, variant: str = 
 
 
 def plot_grad_by_step(section: TaskSection, colours: Colours, path: Path, variant: str = "") -> Path:
+    unit = _time_axis(section)[0]
     pieces, epochs = [], set()
     for index, group in enumerate(section.groups):
         for run in group.completed:
             if run.grad_norms is not None:
                 pieces.append((index, run.grad_steps, run.grad_norms))
-                epochs.add(run.grad_epoch)
+                epochs.add(int(_on_axis(run, [run.grad_epoch], unit)[0]))
     norms = _bands(pieces, geometric=True)
     figure, ax = _new_figure(9, 5.5)
     _log_scale(ax)
@@ -293,7 +314,8 @@ def plot_grad_by_step(section: TaskSection, colours: Colours, path: Path, varian
     ax.set_xlabel("time step t (1 = first input)")
     _integer_ticks(ax.xaxis)
     ax.set_ylabel("‖∂L/∂h_t‖ (log scale)")
-    when = f"epoch {epochs.pop()}" if len(epochs) == 1 else "each run's last probed epoch"
+    word = "update" if unit == "updates" else "epoch"
+    when = f"{word} {epochs.pop()}" if len(epochs) == 1 else f"each run's last probed {word}"
     ax.set_title(f"{section.title}: gradient norm through time at {when}\n"
                  f"(geometric mean over seeds, {BAND_DESCRIPTION})")
     ax.grid(alpha=0.3, which="major")
@@ -398,12 +420,14 @@ HEATMAP_MAX_GROUPS = 12  # beyond this the panels become too small to read (and 
 
 
 def plot_grad_heatmap(section: TaskSection, colours: Colours, path: Path, variant: str = "") -> Path | None:
-    """‖∂L/∂h_t‖ over epochs × t, one panel per configuration, geometric mean over seeds, shared colour scale."""
+    """‖∂L/∂h_t‖ over epochs (or updates) × t, one panel per configuration, geometric mean over seeds, shared colour scale."""
+    unit = _time_axis(section)[0]
     panels, hidden = [], 0
     for group in section.groups:
         tables = [r.grad_table for r in group.completed if r.grad_table is not None]
         if not tables:
             continue
+        first = next(r for r in group.completed if r.grad_table is not None)  # labels the probed rows
         if len(panels) == HEATMAP_MAX_GROUPS:
             hidden += 1
             continue
@@ -415,11 +439,11 @@ def plot_grad_heatmap(section: TaskSection, colours: Colours, path: Path, varian
         with np.errstate(divide="ignore", invalid="ignore"):
             frame["g"] = np.log10(frame["g"].where(frame["g"] > 0))
         grid = frame.groupby(["epoch", "t"])["g"].mean().unstack("t")  # (epochs, T)
-        panels.append((group, grid))
+        panels.append((group, grid, first))
     if not panels:
         return None
     shown = panels
-    values = np.concatenate([grid.to_numpy().ravel() for _, grid in shown])
+    values = np.concatenate([grid.to_numpy().ravel() for _, grid, _ in shown])
     values = values[np.isfinite(values)]
     low, high = (float(values.min()), float(values.max())) if values.size else (-1.0, 0.0)
     columns = min(3, len(shown))
@@ -432,22 +456,24 @@ def plot_grad_heatmap(section: TaskSection, colours: Colours, path: Path, varian
     height = 3.0 * rows + 0.8
     figure.subplots_adjust(hspace=0.55, wspace=0.35, top=1 - 0.9 / height)  # room for the two title lines
     image = None
-    for ax, (group, grid) in zip(axes.ravel(), shown):
+    for ax, (group, grid, first) in zip(axes.ravel(), shown):
         epochs, steps = grid.index.to_numpy(), grid.columns.to_numpy()
         # one row per probed epoch, evenly spaced: probes are not always equally far apart
         image = ax.imshow(grid.to_numpy(), aspect="auto", origin="lower", cmap="viridis", vmin=low, vmax=high,
                           extent=(steps.min() - 0.5, steps.max() + 0.5, -0.5, len(epochs) - 0.5),
                           interpolation="nearest")
-        ax.set_yticks(range(len(epochs)), [str(int(e)) for e in epochs], fontsize="x-small")
+        rows_at = _on_axis(first, epochs, unit)  # seeds of one configuration probe at the same evaluations
+        ax.set_yticks(range(len(epochs)), [str(int(e)) for e in rows_at], fontsize="x-small")
         ax.set_title(legend_label(group), fontsize="small")
         ax.set_xlabel("time step t")
-        ax.set_ylabel("epoch (probed)")
+        ax.set_ylabel(("update" if unit == "updates" else "epoch") + " (probed)")
     for ax in axes.ravel()[len(shown):]:
         ax.set_visible(False)
     if image is not None:
         figure.colorbar(image, ax=axes, label="log10 ‖∂L/∂h_t‖ (geometric mean over seeds)", shrink=0.8)
     more = f"; {hidden} more configurations not shown" if hidden > 0 else ""
-    figure.suptitle(f"{section.title}: gradient norm over epochs × time steps{more}", y=1 - 0.2 / height)
+    over = "updates" if unit == "updates" else "epochs"
+    figure.suptitle(f"{section.title}: gradient norm over {over} × time steps{more}", y=1 - 0.2 / height)
     return _save(figure, path)
 
 
@@ -461,11 +487,12 @@ ACTIVATION_PANELS = (
 
 
 def plot_activation_stats(section: TaskSection, colours: Colours, path: Path, variant: str = "") -> Path:
-    """The probe's activation statistics over epochs, mean over seeds, one colour per configuration."""
+    """The probe's activation statistics over epochs (or updates), mean over seeds, one colour per configuration."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(14, 4.2), dpi=PLOT_DPI, layout="constrained")
     axes = figure.subplots(1, len(ACTIVATION_PANELS))
+    unit, unit_label = _time_axis(section)
     drawn = []
     for ax, (stat, title) in zip(axes, ACTIVATION_PANELS):
         styles = [(SATURATION_STATS[g], style) for g, style in GATE_STYLES] if stat == "gate_saturated" else [(stat, "-")]
@@ -478,7 +505,7 @@ def plot_activation_stats(section: TaskSection, colours: Colours, path: Path, va
                         curve = run.activation_curves.get("mean_abs_cell_state") or run.activation_curves.get(
                             "mean_abs_hidden_state")
                     if curve is not None:
-                        pieces.append((index, curve[0], curve[1]))
+                        pieces.append((index, _on_axis(run, curve[0], unit), curve[1]))
             bands = _bands(pieces)  # one groupby for every configuration at once
             positive = np.concatenate([b.high for b in bands.values()] + [np.empty(0)])
             positive = positive[np.isfinite(positive) & (positive > 0)]
@@ -488,7 +515,7 @@ def plot_activation_stats(section: TaskSection, colours: Colours, path: Path, va
             _draw_bands(ax, bands, section.groups, colours, style, positive_only=bool(log_scale))
             drawn += [g for g in _drawn_groups(section, bands) if g not in drawn]
         ax.set_title(title, fontsize="small")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(unit_label)
         _integer_ticks(ax.xaxis)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of units (0–1)")
@@ -577,10 +604,11 @@ class PlotKind:
 PLOTS: dict[str, PlotKind] = {
     "legend": PlotKind(plot_legend, "The colour of each configuration, the same in every plot of this section.",
                        many_configurations),
-    "curves": PlotKind(plot_curves, "Learning curves: train (dashed) and validation (solid) loss per epoch; "
+    "curves": PlotKind(plot_curves, "Learning curves: train (dashed) and validation (solid) loss per epoch "
+                                    "(against updates where runs evaluate every train.eval_every updates); "
                                     "grey line: memoryless baseline."),
-    "gap": PlotKind(plot_gap, "Generalization gap (validation − train loss) per epoch: rising above 0 is "
-                              "overfitting."),
+    "gap": PlotKind(plot_gap, "Generalization gap (validation − train loss) per epoch (or evaluation "
+                              "period): rising above 0 is overfitting."),
     "grad_by_step": PlotKind(plot_grad_by_step, "‖∂L/∂h_t‖ against t at the last probed epoch (log scale): "
                                                 "falling to the left is vanishing."),
     "grad_heatmap": PlotKind(plot_grad_heatmap, "log10 ‖∂L/∂h_t‖ over probed epochs × time steps, per "
