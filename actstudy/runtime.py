@@ -24,10 +24,10 @@ DEVICES = ("auto", "cpu", "cuda")
 # (benchmarks/shared_cpu.py: 3x idle and 25x beside one busy core with spinning waits).
 #
 # With idle threads sleeping at once (OMP_WAIT_POLICY=PASSIVE) one thread per usable core is the better
-# default on a shared machine too: measured there, 2 threads took 0.75-0.87x the 1-thread time idle and
-# 0.9-1.8x of it beside one or two busy cores, while 1 thread beside them took 1.7x to over 3x (a lone
-# thread gets only its fair share of the cores, which other users' threads shrink). OMP_NUM_THREADS, as a
-# batch scheduler sets it, wins over the core count.
+# default on a shared machine too: on the quiet 2-core machine (10-epoch runs, median of 5; README, "Shared
+# machines") 2 threads took 0.89x the 1-thread idle time idle, 1.17x beside one busy core and 1.52x beside
+# two, where 1 thread took 1.07x and 1.54x (the fair share of two cores among three busy processes is 1.5x).
+# OMP_NUM_THREADS, as a batch scheduler sets it, wins over the core count.
 
 # What quiet_waiting sets unless the user already has: libgomp's and Intel OpenMP's forms of "sleep, don't spin".
 WAIT_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}

@@ -24,11 +24,12 @@ of one step (each model in a child process, on 4 KB pages, glibc told to return 
 is what the step really holds) as a ratio to torch.nn's.
 
     python benchmarks/cells.py [--threads 1] [--reps 9] [--no-memory] [--device cpu|cuda]
-                               [--shapes 128,400,128 ...] [--models "LSTM leaky_relu" ...]
+                               [--shapes 128,400,128 ...] [--models "LSTM leaky_relu" ...] [--scaling-only]
 
 --shapes and --models narrow the run to what you are checking: nn.LSTM, the reference of every ratio, is
 always timed beside the chosen models, and the memory table puts torch.nn's LSTM or GRU beside each; the
-T-scaling table is left out when --models is given.
+T-scaling table is left out when --models is given. --scaling-only prints that table alone: run it once as
+is and once with ACTSTUDY_HUGE_PAGES=0 to see what huge pages change.
 
 Threads are fixed with torch.set_num_threads and denormals flushed with torch.set_flush_denormal(True),
 and glibc's malloc is told to keep freed memory (actstudy.runtime.keep_freed_memory) and, through a
@@ -79,7 +80,7 @@ MODELS: dict[str, tuple[str, dict, str]] = {
     "RNN relu": ("rnn", {"candidate": "relu", "impl": "custom"}, "compiled"),
 }
 # The T-scaling and memory tables: the custom cells that matter most, beside their torch.nn counterpart.
-FLAT_IN_T = ("LSTM tanh", "LSTM relu", "variant vanilla", "GRU tanh")
+FLAT_IN_T = ("nn.LSTM", "LSTM tanh", "LSTM relu", "variant vanilla", "GRU tanh")
 SCALING_BATCH, SCALING_HIDDEN, SCALING_T = 64, 128, (100, 400)
 MEMORY = {"lstm": ("nn.LSTM", "LSTM tanh", "LSTM relu", "LSTM leaky_relu", "variant vanilla", "variant fgr"),
           "gru": ("nn.GRU", "GRU tanh", "GRU relu")}
@@ -231,6 +232,9 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", metavar="B,T,H", help="batch,T,hidden shapes (default: the four)")
     parser.add_argument("--models", nargs="+", metavar="NAME", help="models to time (default: all): "
                         + "; ".join(MODELS))
+    parser.add_argument("--scaling-only", action="store_true",
+                        help="only the time-per-step table at T=100 and T=400 (with ACTSTUDY_HUGE_PAGES=0 beside it, "
+                             "what huge pages change)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--scaling-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -256,20 +260,21 @@ def main() -> None:
           f"torch.set_flush_denormal(True), glibc keeps freed memory: {kept}, huge pages: {huge_pages_in_use()}; "
           f"{loop}; "
           f"median of {args.reps} interleaved rounds")
-    print("one training step (forward, backward, Adam; input 2 features): time / nn.LSTM's "
-          "(per unit of arithmetic)\n")
-    results = {shape: time_models(names, shape, args.reps, device) for shape in shapes}
-    print("| model | " + " | ".join(", ".join(map(str, shape)) for shape in shapes) + " |")
-    print("|---|" + "---|" * len(shapes))
-    print("| nn.LSTM (ms) | " + " | ".join(f"{results[shape]['nn.LSTM'] * 1e3:.1f}" for shape in shapes) + " |")
-    for name in names[1:]:
-        cells = []
-        for shape in shapes:
-            ratio = results[shape][name] / results[shape]["nn.LSTM"]
-            cells.append(f"{ratio:.2f}x ({ratio / arithmetic(name, shape[2]):.2f}x)")
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    if not args.scaling_only:
+        print("one training step (forward, backward, Adam; input 2 features): time / nn.LSTM's "
+              "(per unit of arithmetic)\n")
+        results = {shape: time_models(names, shape, args.reps, device) for shape in shapes}
+        print("| model | " + " | ".join(", ".join(map(str, shape)) for shape in shapes) + " |")
+        print("|---|" + "---|" * len(shapes))
+        print("| nn.LSTM (ms) | " + " | ".join(f"{results[shape]['nn.LSTM'] * 1e3:.1f}" for shape in shapes) + " |")
+        for name in names[1:]:
+            cells = []
+            for shape in shapes:
+                ratio = results[shape][name] / results[shape]["nn.LSTM"]
+                cells.append(f"{ratio:.2f}x ({ratio / arithmetic(name, shape[2]):.2f}x)")
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
-    if not args.models:
+    if not args.models or args.scaling_only:
         print("\ntime per time step at T=400 over T=100 (batch 64, hidden 128; 1.00 = linear in T; each model in a "
               "process of its own, the two lengths interleaved)\n")
         print("| model | T=100 (ms) | T=400 (ms) | per-step ratio |")
@@ -279,7 +284,7 @@ def main() -> None:
             short, long = seconds[100], seconds[400]
             print(f"| {name} | {short * 1e3:.1f} | {long * 1e3:.1f} | {(long / 400) / (short / 100):.2f} |", flush=True)
 
-    if not args.no_memory:
+    if not args.no_memory and not args.scaling_only:
         print("\npeak memory of one training step above what was resident before it (MB; ratio to torch.nn's)\n")
         for cell, measured in MEMORY.items():
             if args.models:  # the chosen models of this cell beside torch.nn's
