@@ -99,8 +99,9 @@ def validate(cfg: DictConfig, here: bool = True) -> None:
             _at_least(f"train.{key}", t[key], 1, ">= 1, or null")
     if t.solve_at is not None and not math.isfinite(t.solve_at):
         raise ConfigError(f"train.solve_at={t.solve_at} is not valid: must be a finite metric value, or null")
-    if t.clip_grad is not None and not t.clip_grad > 0:
-        raise ConfigError(f"train.clip_grad={t.clip_grad} is out of range: must be > 0, or null for no clipping")
+    for key in ("clip_grad", "clip_value"):
+        if t[key] is not None and not t[key] > 0:
+            raise ConfigError(f"train.{key}={t[key]} is out of range: must be > 0, or null for no clipping")
     _choice("device", cfg.device, DEVICES)
     if cfg.device == "cuda" and here:
         from actstudy.runtime import device_problem

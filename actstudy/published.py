@@ -78,6 +78,8 @@ MNIST1D_REFERENCE_LINES = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(b)))
+    if isinstance(a, str) and b == "element-wise":  # a kind of clipping whose threshold was not published
+        return a.startswith("element-wise ") and " and " not in a
     return a == b
 
 
@@ -115,13 +117,15 @@ def setting_differences(published: dict[str, Any], config: dict[str, Any]) -> li
 
 def our_setting(config: dict[str, Any], updates: Any = None, train_sequences: Any = None) -> dict[str, Any]:
     """The derived settings of our runs: updates (as the runs recorded them), the training set (FRESH when
-    task.train_size=null draws new sequences) and the kind of clipping (train.clip_grad clips the norm)."""
-    clip = config.get("train.clip_grad")
+    task.train_size=null draws new sequences) and the kind of clipping (train.clip_grad clips the norm,
+    train.clip_value each entry)."""
+    clip, clip_value = config.get("train.clip_grad"), config.get("train.clip_value")
+    kinds = ([] if clip is None else [f"norm {clip:g}"]) + ([] if clip_value is None else [f"element-wise {clip_value:g}"])
     fresh = config.get("task.name") in ("adding", "copy") and "task.train_size" in config and config["task.train_size"] is None
     return {
         "updates": updates,
         "train_sequences": FRESH if fresh else train_sequences,
-        "clipping": "none" if clip is None else f"norm {clip:g}",
+        "clipping": " and ".join(kinds) or "none",
     }
 
 

@@ -97,6 +97,7 @@ LATER_KEYS = {
     ("train", "max_updates"): None,
     ("train", "solve_at"): None,
     ("train", "stop_when_solved"): False,
+    ("train", "clip_value"): None,
 }
 
 

@@ -55,6 +55,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 50  # Arjovsky et al. 2016 used 20-50 on the adding and copy tasks
     clip_grad: Optional[float] = 1.0  # gradient-norm clipping (Pascanu et al. 2013); null = off
+    clip_value: Optional[float] = None  # element-wise: each gradient entry into [-v, v] (Arjovsky et al.'s LSTM); null = off
     probe_every: int = 5  # measure the gradient-vanishing profile every k evaluations (epochs by default), first and last too
     probe_size: int = 128  # sequences in the fixed probe batch, taken from the validation set
     eval_batch_size: int = 1000  # evaluation only: larger is faster and changes no number

@@ -270,6 +270,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
     solve_at = cfg.train.solve_at if cfg.train.solve_at is not None else task.solved_at
 
     clip = cfg.train.clip_grad if cfg.train.clip_grad is not None else math.inf  # inf: measure, don't clip
+    clip_value = cfg.train.get("clip_value")
     metrics: list[dict] = []
     grad_rows: list[dict] = []
     stat_rows: list[dict] = []
@@ -328,7 +329,9 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
                     raise Diverged(f"loss became {loss.item()} at update {update + 1}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))
+                norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))  # the norm before clipping
+                if clip_value is not None:  # then each entry, as Arjovsky et al. clipped their LSTM's gradients
+                    torch.nn.utils.clip_grad_value_(model.parameters(), clip_value)
                 optimizer.step()
                 update += 1
                 if update % plan.eval_every and update != plan.budget:

@@ -61,6 +61,23 @@ def test_same_config_and_seed_give_identical_metrics(cli, tmp_path):
     assert (tmp_path / "a" / "grad_by_step.csv").read_text() == (tmp_path / "b" / "grad_by_step.csv").read_text()
 
 
+def test_element_wise_clipping_bounds_every_gradient_entry(cli, tmp_path):
+    """With plain SGD a step is lr x the gradient: clipping each entry to 1e-9 leaves the model where it
+    started (train loss equal to 6 digits over both epochs), without clipping it moves; the logged gradient
+    norm is the one before clipping either way."""
+    losses, norms = {}, {}
+    for name, extra in (("clipped", ["train.clip_value=1e-9"]), ("free", [])):
+        result = cli("run", *TINY, "optim=sgd", "optim.lr=0.5", "train.clip_grad=null", *extra,
+                     f"hydra.run.dir={tmp_path / name}", "-q")
+        assert result.exit_code == 0, result.output
+        metrics, _, summary = read_run(tmp_path / name)
+        losses[name], norms[name] = metrics["train_loss"].to_numpy(), metrics["grad_norm"].to_numpy()
+        assert summary["status"] == "completed"
+    assert abs(losses["clipped"][0] - losses["clipped"][1]) < 1e-6 * losses["clipped"][0]
+    assert abs(losses["free"][0] - losses["free"][1]) > 1e-4 * losses["free"][0]
+    assert norms["clipped"][0] > 1e-6  # measured before clipping, not the clipped 1e-9 entries
+
+
 def test_another_seed_gives_other_numbers(cli, tmp_path):
     for seed in (0, 1):
         assert cli("run", *TINY, f"seed={seed}", f"hydra.run.dir={tmp_path / str(seed)}", "-q").exit_code == 0

@@ -62,6 +62,8 @@ CONFIG = [  # (override, a word the one line must hold)
     ("model.activation.negative_slope=nan", "negative_slope"), ("model.activation.negative_slope=-inf", "negative_slope"),
     ("model.dropout=nan", "dropout"), ("model.dropout=1.0", "dropout"), ("model.dropout=-0.1", "dropout"),
     ("train.clip_grad=inf", "clip_grad"), ("train.clip_grad=nan", "clip_grad"), ("train.clip_grad=-1", "clip_grad"),
+    ("train.clip_value=0", "clip_value"), ("train.clip_value=-1", "clip_value"), ("train.clip_value=nan", "clip_value"),
+    ("train.clip_value=abc", "clip_value"),
     ("seed=-1", "seed"), ("seed=18446744073709551616", "seed"), ("seed=99999999999999999999999999999", "seed"),
     ("seed=abc", "seed"), ("seed=1.5", "seed"), ("seed=null", "seed"), ("seed=", "seed"),
     ("threads=0", "threads"), ("threads=-3", "threads"), ("threads=100000", "threads"), ("threads=abc", "threads"),

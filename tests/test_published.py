@@ -30,6 +30,16 @@ def test_every_differing_setting_is_named():
     assert len(notes) == len(SETTING_KEYS)  # here no setting is known to be the same
 
 
+def test_element_wise_clipping_is_the_copy_papers_kind_and_norm_clipping_is_not():
+    config = {"task.name": "copy", "model.hidden_size": 40, "optim.name": "rmsprop", "optim.lr": 0.001,
+              "task.train_size": None, **LSTM}
+    for clip_grad, clip_value, same in ((None, 1.0, True), (1.0, None, False), (1.0, 1.0, False)):
+        setting = {**config, "train.clip_grad": clip_grad, "train.clip_value": clip_value}
+        [(_, notes)] = published_for("copy", 100, "lstm", {**setting, **our_setting(setting, 20000)})
+        assert any(n.startswith("clipping") for n in notes) is not same, notes
+    assert our_setting({"train.clip_grad": 1.0, "train.clip_value": 0.5})["clipping"] == "norm 1 and element-wise 0.5"
+
+
 def test_the_same_setting_only_when_everything_is_known_and_equal():
     config = {"task.name": "mnist1d", "model.hidden_size": 6, "optim.name": "adam", "optim.lr": 0.01,
               "train.clip_grad": None, "model.bidirectional": True, "model.readout": "all", "train.batch_size": 100,
