@@ -17,8 +17,8 @@ Each cell reads "time / nn.LSTM's (per unit of arithmetic)": the second figure d
 multiply-adds relative to an LSTM's (input and recurrent matmuls: a GRU has 3/4 of them, NIG/NFG/CIFG 3/4,
 FGR 1 + 9H/(4(H+I)), a vanilla RNN 1/4), so that it compares how close each runs to the arithmetic it must do.
 
-Times are medians over --reps rounds; each round times every model once, one after another, so drift of
-a shared machine hits all columns alike. Then: time per step at T=400 over T=100 (each model in a child
+Times are medians over --reps rounds; each round times every model once, one after another (each round
+starting one model later), so drift of a shared machine hits all columns alike. Then: time per step at T=400 over T=100 (each model in a child
 process, as a training run has its memory to itself, the two lengths interleaved), and peak resident memory
 of one step (each model in a child process, on 4 KB pages, glibc told to return freed blocks, so the peak
 is what the step really holds) as a ratio to torch.nn's.
@@ -135,15 +135,17 @@ def time_models(names: list[str], shape: tuple[int, int, int], reps: int, device
 
 
 def interleaved_medians(runs: dict, reps: int) -> dict:
-    """Median seconds of each step function, after two warm-up calls, timed round by round in turn."""
+    """Median seconds of each step function, after two warm-up calls, timed round by round in turn; each
+    round starts one model later, so that none is always the one timed after another model's step."""
     for step in runs.values():  # warm-up: first-call allocations, kernel selection, Adam state
         step()
         step()
     times = {key: [] for key in runs}
-    for _ in range(reps):
-        for key, step in runs.items():
+    order = list(runs)
+    for round_ in range(reps):
+        for key in order[round_ % len(order):] + order[: round_ % len(order)]:
             start = time.perf_counter()
-            step()
+            runs[key]()
             times[key].append(time.perf_counter() - start)
     return {key: statistics.median(values) for key, values in times.items()}
 
