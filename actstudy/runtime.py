@@ -171,7 +171,7 @@ def restart_with_huge_pages() -> None:
 
 def huge_pages_in_use() -> bool:
     """Whether glibc in this process backs big blocks with huge pages (GLIBC_TUNABLES as it started)."""
-    return "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "") and huge_pages_problem() is None
+    return HUGE_PAGES in os.environ.get("GLIBC_TUNABLES", "").split(":") and huge_pages_problem() is None
 
 
 def prepare_torch(threads: Optional[int], seed: int) -> int:
