@@ -34,7 +34,7 @@ log = logging.getLogger("actstudy")
 
 
 class Diverged(Exception):
-    """The loss became NaN or infinite."""
+    """The loss, or the gradient's norm, became NaN or infinite."""
 
 
 class UnusableCheckpoint(Exception):
@@ -329,7 +329,13 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
                     raise Diverged(f"loss became {loss.item()} at update {update + 1}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))  # the norm before clipping
+                norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))  # the norm before clipping
+                if not math.isfinite(norm):
+                    # Entries ~1e20 overflow the float32 sum of squares: clipping then scales every gradient by
+                    # 1/inf = 0 and the model stops changing for good while its loss stays finite (an IRNN at
+                    # RMSProp 1e-3 on the adding problem: loss 1e25 for 19,800 updates). It has diverged.
+                    raise Diverged(f"gradient norm became {norm} at update {update + 1}")
+                norms.append(norm)
                 if clip_value is not None:  # then each entry, as Arjovsky et al. clipped their LSTM's gradients
                     torch.nn.utils.clip_grad_value_(model.parameters(), clip_value)
                 optimizer.step()

@@ -78,6 +78,20 @@ def test_element_wise_clipping_bounds_every_gradient_entry(cli, tmp_path):
     assert norms["clipped"][0] > 1e-6  # measured before clipping, not the clipped 1e-9 entries
 
 
+def test_a_gradient_norm_that_overflows_is_divergence_even_while_the_loss_is_finite(cli, tmp_path):
+    """An IRNN under RMSProp: the first step moves every weight by ~10x lr (the squared-gradient average
+    starts at 0), the identity recurrence turns explosive, and the gradient's float32 norm overflows while
+    the loss is still a finite 1e25. Before this was caught, clipping scaled the gradients by 1/inf = 0 and
+    the run sat unchanged for its whole budget, reported as completed."""
+    result = cli("run", "model=irnn", "optim=rmsprop", "task.seq_len=100", "task.train_size=null",
+                 "task.val_size=100", "task.test_size=100", "model.hidden_size=128", "train.batch_size=20",
+                 "train.max_updates=300", "train.eval_every=50", "threads=1", f"hydra.run.dir={tmp_path / 'irnn'}", "-q")
+    assert result.exit_code == 0, result.output
+    _, _, summary = read_run(tmp_path / "irnn")
+    assert summary["status"] == "diverged" and summary["updates"] < 300
+    assert "gradient norm became inf" in (tmp_path / "irnn" / "actstudy.log").read_text()
+
+
 def test_another_seed_gives_other_numbers(cli, tmp_path):
     for seed in (0, 1):
         assert cli("run", *TINY, f"seed={seed}", f"hydra.run.dir={tmp_path / str(seed)}", "-q").exit_code == 0
