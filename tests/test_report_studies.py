@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
 from actstudy.config import ConfigError, check_buildable, compose, compose_many, config_dir
 
-STUDIES = ["adding_lengths", "adding_rnn_controls", "copy_delays", "mnist1d_gru", "greff_variants", "claims"]
+STUDIES = sorted(path.stem for path in Path(config_dir(), "study").glob("*.yaml"))  # every study file, new ones too
 
 
 def compose_study(name: str, extra: tuple[str, ...] = ()):
@@ -31,7 +32,8 @@ def test_study_composes_and_says_how_long_it_takes(name):
     assert header.startswith("# @package _global_")
     assert "Measured on 2 cores" in header or "Estimated time on 2 cores" in header
     cfg = compose_study(name)
-    assert cfg.hydra.sweeper.params and cfg.threads == 1
+    # One thread per run, set by the file or, under hydra/launcher=joblib, by the sweep (cores split between jobs)
+    assert cfg.hydra.sweeper.params and (cfg.threads == 1 or "hydra/launcher=joblib" in header)
     for run in compose_many([[f"study={name}", *job] for job in jobs(cfg)]):  # every run it means is valid
         check_buildable(run)
 
@@ -65,3 +67,11 @@ def test_claims_grid_is_valid_for_both_cells_on_every_task():
     assert len(runs) == 216
     for job in runs[:: 27]:  # a spread of cells, gates, candidates and tasks
         check_buildable(compose_study("claims", tuple(job)))
+
+
+def test_copy_arjovsky_is_their_copy_lstm_with_element_wise_clipping():
+    run = compose_study("copy_arjovsky", ("seed=3",))
+    check_buildable(run)
+    assert (run.task.name, run.task.seq_len, run.task.train_size, run.model.hidden_size) == ("copy", 100, None, 40)
+    assert (run.optim.name, run.optim.lr, run.train.batch_size) == ("rmsprop", 1e-3, 20)
+    assert run.train.clip_grad is None and run.train.clip_value == 1.0
