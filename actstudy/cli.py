@@ -507,8 +507,10 @@ def report(
     diverged: str = typer.Option("exclude", "--diverged", help="exclude: a diverged run is counted and its rate "
                                  "compared, not scored; best: also scored at its best epoch before it diverged."),
     select: Optional[List[str]] = typer.Option(None, "--select", help="KEY: for each configuration keep the value "
-                                               "of this swept key with the best mean validation metric (repeatable), "
-                                               "e.g. --select optim.lr; test numbers only at that value."),
+                                               "of this swept key that is best on validation (where the task has a solved "
+                                               "criterion: most seeds solved, then fewest updates; else the best mean "
+                                               "validation metric; repeatable), e.g. --select optim.lr; test numbers "
+                                               "only at that value."),
 ) -> None:
     """Tables and plots over every run below DIRS: accuracy, learning speed, overfitting, gradient vanishing.
 

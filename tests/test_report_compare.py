@@ -5,7 +5,9 @@ diverged run counted, selection on validation, and the options' errors."""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +249,29 @@ def test_a_study_file_can_ask_for_selection(cli, tmp_path):
         config.write_text(config.read_text() + "select:\n- optim.lr\n")
     frame = report(cli, root)
     assert len(frame) == 2 and row(frame, "adding", RELU)["selected"] == "optim.lr=0.003"
+
+
+def test_where_runs_stop_once_solved_selection_prefers_solving_then_solving_sooner(cli, tmp_path):
+    # Runs stopped at the criterion all end near it, so their best validation metric says little: 1e-2 solves
+    # every seed in 100 updates with a slightly lower best validation metric than 3e-3 (every seed at 300);
+    # 1e-3 has the highest validation metric but solves only one seed of two.
+    root = tmp_path / "grid"
+    plan = {1e-3: ([None, 200], 0.99), 3e-3: ([300, 300], 0.97), 1e-2: ([100, 100], 0.96)}
+    for lr, (updates, best_val) in plan.items():
+        for seed, solved_after in enumerate(updates):
+            write_fake_run(root / f"{lr}-s{seed}", run_config(activations=CLASSIC, seed=seed, lr=lr),
+                           train_metric=[0.1, 0.2, 0.3, 0.5, best_val + 0.05], gap_metric=0.05,
+                           summary_extra=solve(solved_after))
+    adding = row(report(cli, root, "--select", "optim.lr"), "adding", CLASSIC)
+    assert adding["selected"] == "optim.lr=0.01" and adding["median_updates_to_solve"] == 100
+    # without a solved criterion the best validation metric decides, as before
+    unsolved = tmp_path / "no-criterion" / "grid"
+    shutil.copytree(root, unsolved)
+    for summary in unsolved.glob("*/summary.json"):
+        data = json.loads(summary.read_text())
+        data.update(solve_at=None, updates_to_solve=None)
+        summary.write_text(json.dumps(data))
+    assert row(report(cli, unsolved, "--select", "optim.lr"), "adding", CLASSIC)["selected"] == "optim.lr=0.001"
 
 
 def test_the_solved_plot_draws_kaplan_meier_by_hand(cli, sweep):

@@ -69,6 +69,32 @@ def test_claims_grid_is_valid_for_both_cells_on_every_task():
         check_buildable(compose_study("claims", tuple(job)))
 
 
+def test_greff_variants_tune_the_learning_rate_per_variant_on_tasks_the_vanilla_lstm_learns():
+    cfg = compose_study("greff_variants")
+    runs = jobs(cfg)
+    assert len(runs) == 9 * 2 * 3 * 5  # variants x tasks x learning rates x seeds
+    assert list(cfg.select) == ["optim.lr"]  # the report picks each variant's rate on validation, unasked
+    assert len({float(v) for v in str(cfg.hydra.sweeper.params["optim.lr"]).split(",")}) >= 3
+    assert str(cfg.hydra.sweeper.params.seed).split(",") == ["0", "1", "2", "3", "4"]  # the same seeds: paired
+    adding = compose_study("greff_variants", ("task=adding", "model.variant=fgr"))
+    assert adding.task.train_size is None and adding.train.max_updates and adding.train.stop_when_solved  # fresh
+    check_buildable(adding)
+
+
+def test_activation_grid_tunes_the_learning_rate_per_cell_and_candidate_where_the_references_learn():
+    cfg = compose_study("activation_grid")
+    runs = jobs(cfg)
+    assert len(runs) == 2 * 2 * 6 * 3 * 5  # tasks x cells x candidates x learning rates x seeds
+    assert list(cfg.select) == ["optim.lr"]
+    assert len({float(v) for v in str(cfg.hydra.sweeper.params["optim.lr"]).split(",")}) >= 3
+    assert str(cfg.hydra.sweeper.params.seed).split(",") == ["0", "1", "2", "3", "4"]
+    for cell in ("lstm", "gru"):  # fresh adding sequences, a budget in updates, stopped once solved
+        adding = compose_study("activation_grid", ("task=adding", f"model={cell}", "model.activation.candidate=elu"))
+        assert adding.task.train_size is None and adding.train.max_updates and adding.train.stop_when_solved
+        assert adding.model.activation.candidate == "elu" and adding.model.hidden_size == 64
+        check_buildable(adding)
+
+
 def test_copy_arjovsky_is_their_copy_lstm_with_element_wise_clipping():
     run = compose_study("copy_arjovsky", ("seed=3",))
     check_buildable(run)

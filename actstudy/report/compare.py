@@ -316,10 +316,27 @@ class Selection:
     at_edge: bool  # the chosen value is the smallest or largest of a numeric grid
 
 
+def selection_score(group: ConfigGroup) -> tuple[float, float, float]:
+    """How good a group is on validation, larger is better. Where the task has a solved criterion (judged on
+    validation), the fraction of seeds solved comes first and the updates they took second (unsolved seeds
+    count their whole budget): runs stopped once solved all end near the criterion, so their best validation
+    metric alone would pick among solving rates by noise. The mean best validation metric decides the rest."""
+    runs = group.completed
+    if not runs:
+        return (-math.inf, -math.inf, -math.inf)
+    metric = float(np.mean([r.best_val_metric for r in runs]))
+    if all(r.solve_at is None for r in runs):
+        return (0.0, 0.0, metric)
+    solved = np.mean([r.updates_to_solve is not None for r in runs])
+    updates = np.mean([r.updates_to_solve if r.updates_to_solve is not None else r.update_budget for r in runs])
+    return (float(solved), -float(updates) if np.isfinite(updates) else 0.0, metric)
+
+
 def select_groups(sections: list[TaskSection], keys: tuple[str, ...]) -> tuple[list[TaskSection], list[Selection]]:
-    """Keep, for each configuration, only the value of `keys` with the best mean validation metric over its
-    completed seeds (each run's best validation metric); test numbers are never looked at. Groups whose runs
-    all failed cannot be chosen. Returns the sections with the chosen groups only, and what was chosen."""
+    """Keep, for each configuration, only the value of `keys` that is best on validation (`selection_score`:
+    fraction solved and updates to solve where the task has a criterion, then the mean of each completed run's
+    best validation metric); test numbers are never looked at. Groups whose runs all failed cannot be chosen.
+    Returns the sections with the chosen groups only, and what was chosen."""
     present = {k for s in sections for g in s.groups for r in g.runs for k in r.config}
     for key in keys:
         if key not in present:
@@ -332,9 +349,7 @@ def select_groups(sections: list[TaskSection], keys: tuple[str, ...]) -> tuple[l
             buckets.setdefault(bucket, []).append(group)
         keep = []
         for members in buckets.values():
-            scores = [np.mean([r.best_val_metric for r in g.completed]) if g.completed else -math.inf
-                      for g in members]
-            best = members[int(np.argmax(scores))]
+            best = max(members, key=selection_score)  # the first of equals, as the sweep listed them
             keep.append(best)
             if len(members) > 1:
                 selections.append(_selection(best, members, keys))
