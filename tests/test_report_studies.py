@@ -61,12 +61,20 @@ def test_adding_rnn_controls_cross_activation_and_init_including_the_irnn():
     assert seen == {("rnn", a, i) for a in ("tanh", "relu") for i in ("default", "irnn")}  # irnn + relu = the IRNN
 
 
-def test_claims_grid_is_valid_for_both_cells_on_every_task():
+def test_claims_tunes_the_learning_rate_per_cell_and_gate_and_keeps_the_output_slot_command_valid():
     cfg = compose_study("claims")
     runs = jobs(cfg)
-    assert len(runs) == 216
-    for job in runs[:: 27]:  # a spread of cells, gates, candidates and tasks
+    assert len(runs) == 2 * 2 * 4 * 3 * 5  # tasks x cells x gates x learning rates x seeds
+    assert list(cfg.select) == ["optim.lr"]
+    assert len({float(v) for v in str(cfg.hydra.sweeper.params["optim.lr"]).split(",")}) >= 3
+    assert str(cfg.hydra.sweeper.params.seed).split(",") == ["0", "1", "2", "3", "4"]
+    for job in runs[:: 23]:  # a spread of tasks, cells, gates and rates
         check_buildable(compose_study("claims", tuple(job)))
+    # the output slot's command from the study file: the LSTM alone, sigmoid gates, three outputs
+    output = compose_study("claims", ("task=mnist1d", "model=lstm", "model.activation.gate=sigmoid",
+                                      "model.activation.output=relu"))
+    assert output.model.cell == "lstm" and output.model.activation.output == "relu"
+    check_buildable(output)
 
 
 def test_greff_variants_tune_the_learning_rate_per_variant_on_tasks_the_vanilla_lstm_learns():
