@@ -25,6 +25,14 @@ def jobs(cfg) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*axes)]
 
 
+def assert_tuned_and_paired(cfg) -> None:
+    """A comparison study: the report picks each configuration's learning rate on validation (unasked) from a
+    grid of at least 3, and every configuration runs the same 5 seeds, so comparisons pair them."""
+    assert list(cfg.select) == ["optim.lr"]
+    assert len({float(v) for v in str(cfg.hydra.sweeper.params["optim.lr"]).split(",")}) >= 3
+    assert str(cfg.hydra.sweeper.params.seed).split(",") == ["0", "1", "2", "3", "4"]
+
+
 @pytest.mark.parametrize("name", STUDIES)
 def test_study_composes_and_says_how_long_it_takes(name):
     header = open(f"{config_dir()}/study/{name}.yaml").read()
@@ -65,9 +73,7 @@ def test_claims_tunes_the_learning_rate_per_cell_and_gate_and_keeps_the_output_s
     cfg = compose_study("claims")
     runs = jobs(cfg)
     assert len(runs) == 2 * 2 * 4 * 3 * 5  # tasks x cells x gates x learning rates x seeds
-    assert list(cfg.select) == ["optim.lr"]
-    assert len({float(v) for v in str(cfg.hydra.sweeper.params["optim.lr"]).split(",")}) >= 3
-    assert str(cfg.hydra.sweeper.params.seed).split(",") == ["0", "1", "2", "3", "4"]
+    assert_tuned_and_paired(cfg)
     for job in runs[:: 23]:  # a spread of tasks, cells, gates and rates
         check_buildable(compose_study("claims", tuple(job)))
     # the output slot's command from the study file: the LSTM alone, sigmoid gates, three outputs
@@ -81,9 +87,7 @@ def test_greff_variants_tune_the_learning_rate_per_variant_on_tasks_the_vanilla_
     cfg = compose_study("greff_variants")
     runs = jobs(cfg)
     assert len(runs) == 9 * 2 * 3 * 5  # variants x tasks x learning rates x seeds
-    assert list(cfg.select) == ["optim.lr"]  # the report picks each variant's rate on validation, unasked
-    assert len({float(v) for v in str(cfg.hydra.sweeper.params["optim.lr"]).split(",")}) >= 3
-    assert str(cfg.hydra.sweeper.params.seed).split(",") == ["0", "1", "2", "3", "4"]  # the same seeds: paired
+    assert_tuned_and_paired(cfg)
     adding = compose_study("greff_variants", ("task=adding", "model.variant=fgr"))
     assert adding.task.train_size is None and adding.train.max_updates and adding.train.stop_when_solved  # fresh
     check_buildable(adding)
@@ -93,9 +97,7 @@ def test_activation_grid_tunes_the_learning_rate_per_cell_and_candidate_where_th
     cfg = compose_study("activation_grid")
     runs = jobs(cfg)
     assert len(runs) == 2 * 2 * 6 * 3 * 5  # tasks x cells x candidates x learning rates x seeds
-    assert list(cfg.select) == ["optim.lr"]
-    assert len({float(v) for v in str(cfg.hydra.sweeper.params["optim.lr"]).split(",")}) >= 3
-    assert str(cfg.hydra.sweeper.params.seed).split(",") == ["0", "1", "2", "3", "4"]
+    assert_tuned_and_paired(cfg)
     for cell in ("lstm", "gru"):  # fresh adding sequences, a budget in updates, stopped once solved
         adding = compose_study("activation_grid", ("task=adding", f"model={cell}", "model.activation.candidate=elu"))
         assert adding.task.train_size is None and adding.train.max_updates and adding.train.stop_when_solved
