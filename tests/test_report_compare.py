@@ -256,12 +256,15 @@ def test_where_runs_stop_once_solved_selection_prefers_solving_then_solving_soon
     # every seed in 100 updates with a slightly lower best validation metric than 3e-3 (every seed at 300);
     # 1e-3 has the highest validation metric but solves only one seed of two.
     root = tmp_path / "grid"
-    plan = {1e-3: ([None, 200], 0.99), 3e-3: ([300, 300], 0.97), 1e-2: ([100, 100], 0.96)}
+    # 3e-2 solved its one completed seed soonest of all, but its other seed diverged: half solved, not all.
+    plan = {1e-3: ([None, 200], 0.99), 3e-3: ([300, 300], 0.97), 1e-2: ([100, 100], 0.96), 3e-2: ([50, "x"], 0.9)}
     for lr, (updates, best_val) in plan.items():
         for seed, solved_after in enumerate(updates):
+            diverged = solved_after == "x"
             write_fake_run(root / f"{lr}-s{seed}", run_config(activations=CLASSIC, seed=seed, lr=lr),
+                           status="diverged" if diverged else "completed",
                            train_metric=[0.1, 0.2, 0.3, 0.5, best_val + 0.05], gap_metric=0.05,
-                           summary_extra=solve(solved_after))
+                           summary_extra=solve(None if diverged else solved_after))
     adding = row(report(cli, root, "--select", "optim.lr"), "adding", CLASSIC)
     assert adding["selected"] == "optim.lr=0.01" and adding["median_updates_to_solve"] == 100
     # without a solved criterion the best validation metric decides, as before
@@ -272,6 +275,7 @@ def test_where_runs_stop_once_solved_selection_prefers_solving_then_solving_soon
         data.update(solve_at=None, updates_to_solve=None)
         summary.write_text(json.dumps(data))
     assert row(report(cli, unsolved, "--select", "optim.lr"), "adding", CLASSIC)["selected"] == "optim.lr=0.001"
+    # (the diverged seed does not count towards the best validation metric: 3e-2's completed one reads 0.9)
 
 
 def test_the_solved_plot_draws_kaplan_meier_by_hand(cli, sweep):

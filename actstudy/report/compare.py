@@ -318,18 +318,19 @@ class Selection:
 
 def selection_score(group: ConfigGroup) -> tuple[float, float, float]:
     """How good a group is on validation, larger is better. Where the task has a solved criterion (judged on
-    validation), the fraction of seeds solved comes first and the updates they took second (unsolved seeds
-    count their whole budget): runs stopped once solved all end near the criterion, so their best validation
-    metric alone would pick among solving rates by noise. The mean best validation metric decides the rest."""
-    runs = group.completed
-    if not runs:
+    validation), the fraction of seeds solved comes first and the updates they took second (`solve_times`: a
+    seed that did not solve, diverged ones too, counts its whole budget): runs stopped once solved all end near
+    the criterion, so their best validation metric alone would pick among solving rates by noise. The mean
+    best validation metric of the completed seeds decides the rest."""
+    if not group.completed:
         return (-math.inf, -math.inf, -math.inf)
-    metric = float(np.mean([r.best_val_metric for r in runs]))
-    if all(r.solve_at is None for r in runs):
+    metric = float(np.mean([r.best_val_metric for r in group.completed]))
+    data = solve_times(group)
+    if data is None:
         return (0.0, 0.0, metric)
-    solved = np.mean([r.updates_to_solve is not None for r in runs])
-    updates = np.mean([r.updates_to_solve if r.updates_to_solve is not None else r.update_budget for r in runs])
-    return (float(solved), -float(updates) if np.isfinite(updates) else 0.0, metric)
+    times, solved = data
+    updates = float(np.mean(times))
+    return (float(solved.mean()), -updates if np.isfinite(updates) else 0.0, metric)
 
 
 def select_groups(sections: list[TaskSection], keys: tuple[str, ...]) -> tuple[list[TaskSection], list[Selection]]:
