@@ -254,9 +254,9 @@ def test_a_study_file_can_ask_for_selection(cli, tmp_path):
 def test_where_runs_stop_once_solved_selection_prefers_solving_then_solving_sooner(cli, tmp_path):
     # Runs stopped at the criterion all end near it, so their best validation metric says little: 1e-2 solves
     # every seed in 100 updates with a slightly lower best validation metric than 3e-3 (every seed at 300);
-    # 1e-3 has the highest validation metric but solves only one seed of two.
+    # 1e-3 has the highest validation metric but solves only one seed of two; 3e-2 solved its one completed
+    # seed soonest of all, but its other seed diverged: half solved, not all.
     root = tmp_path / "grid"
-    # 3e-2 solved its one completed seed soonest of all, but its other seed diverged: half solved, not all.
     plan = {1e-3: ([None, 200], 0.99), 3e-3: ([300, 300], 0.97), 1e-2: ([100, 100], 0.96), 3e-2: ([50, "x"], 0.9)}
     for lr, (updates, best_val) in plan.items():
         for seed, solved_after in enumerate(updates):
@@ -274,8 +274,8 @@ def test_where_runs_stop_once_solved_selection_prefers_solving_then_solving_soon
         data = json.loads(summary.read_text())
         data.update(solve_at=None, updates_to_solve=None)
         summary.write_text(json.dumps(data))
+    # (a diverged seed has no best validation metric to count: 3e-2's completed one reads 0.9)
     assert row(report(cli, unsolved, "--select", "optim.lr"), "adding", CLASSIC)["selected"] == "optim.lr=0.001"
-    # (the diverged seed does not count towards the best validation metric: 3e-2's completed one reads 0.9)
 
 
 def test_the_solved_plot_draws_kaplan_meier_by_hand(cli, sweep):
