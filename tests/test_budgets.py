@@ -135,7 +135,9 @@ def test_a_killed_fresh_data_run_records_the_same_updates_to_solve(cli, tmp_path
     assert cli(*args, f"hydra.run.dir={reference}").exit_code == 0
     expected = json.loads((reference / "summary.json").read_text())["updates_to_solve"]
     assert expected == int(free["updates"][index])
-    assert kill_during([*args, f"hydra.run.dir={killed}"], tmp_path, 0.3)
+    # killed as soon as its first checkpoint exists: on an idle machine 0.3 s more let it run ten evaluations,
+    # past the criterion, and the kill tested nothing
+    assert kill_during([*args, f"hydra.run.dir={killed}"], tmp_path, 0.0)
     assert 0 < len(read_csv_exact(killed / "metrics.csv")) <= index
     assert cli(*args, f"hydra.run.dir={killed}").exit_code == 0
     assert "resumed from the checkpoint" in (killed / "actstudy.log").read_text()
