@@ -21,9 +21,11 @@ ON_SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1", "
 # The time-limit test's job has a 1-minute limit and asks for Slurm's warning signal 10 s before it.
 # slurmctld checks limits every 30 s and sends the warning at the first check that is less than 30 s
 # before the warning time, so it comes 20-50 s into each start of the job: after submitit has set up its
-# handler, and before this run (~60 s of training on an idle core) can end, so the job is requeued.
-TIMED = [*SMALL, "task.train_size=256", "train.epochs=800"]
-TIMED_EPOCHS = 800
+# handler. The run must outlast 50 s on the fastest machine CI may get, or it can end before any warning:
+# 800 epochs (~60 s on an idle AMD EPYC core) took 26 s on an Intel Xeon and failed CI that way. 2,400
+# epochs train ~80 s on that Xeon (~3 min on the EPYC, each start of the job moving it >= 15 s on).
+TIMED = [*SMALL, "task.train_size=256", "train.epochs=2400"]
+TIMED_EPOCHS = 2400
 
 
 def reference(cli, tmp_path_factory, overrides: list[str]):
@@ -84,12 +86,13 @@ def test_a_requeued_job_resumes_from_its_checkpoint(slurm, long_reference, tmp_p
 def test_a_job_at_its_time_limit_is_requeued_and_resumes(slurm, cli, tmp_path_factory, tmp_path):  # noqa: F811
     """timeout_min=1, signal_delay_s=10: Slurm warns the job 20-50 s after each start; submitit requeues it
     (up to max_num_timeout times) and each new start resumes from the checkpoint."""
-    uninterrupted = reference(cli, tmp_path_factory, TIMED)
     sweep_dir = tmp_path / "sweep"
-    code, output = finish([*TIMED, "seed=0", "hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1",
-                           "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10",
-                           "hydra.launcher.max_num_timeout=30", f"hydra.sweep.dir={sweep_dir}"], timeout=600)
-    assert code == 0, output
+    with sweep_process([*TIMED, "seed=0", "hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1",
+                        "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10",
+                        "hydra.launcher.max_num_timeout=30", f"hydra.sweep.dir={sweep_dir}"]) as proc:
+        uninterrupted = reference(cli, tmp_path_factory, TIMED)  # on the other core, while the job runs
+        output = proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0, output
     assert outcome(output)["completed"] == 1
     logs = "".join(p.read_text() for p in sweep_dir.glob(".submitit/*/*.err"))
     assert "this job is timed-out" in logs, "no time limit was reached: the test would prove nothing"
