@@ -115,7 +115,7 @@ def validate(cfg: DictConfig, here: bool = True) -> None:
         cores = usable_cores() if here else cfg.threads  # refused, not clamped: a run records its threads
         if not 1 <= cfg.threads <= cores:
             raise ConfigError(f"threads={cfg.threads} is out of range: this process may use {cores} cores; "
-                              f"choose 1 to {cores}, or threads=null for all of them")
+                              f"choose 1 to {cores}, or threads=null for one (or OMP_NUM_THREADS)")
     if not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed={cfg.seed} is out of range: must be from 0 to 2**64-1 (torch's seed range)")
     _choice("logger", cfg.logger, list(LOGGERS))

@@ -23,11 +23,16 @@ DEVICES = ("auto", "cpu", "cuda")
 # microseconds, so beside busy cores the spinning took the very CPU time the late thread needed
 # (benchmarks/shared_cpu.py: 3x idle and 25x beside one busy core with spinning waits).
 #
-# With idle threads sleeping at once (OMP_WAIT_POLICY=PASSIVE) one thread per usable core is the better
-# default on a shared machine too: on the quiet 2-core machine (10-epoch runs, median of 5; README, "Shared
-# machines") 2 threads took 0.89x the 1-thread idle time idle, 1.17x beside one busy core and 1.52x beside
-# two, where 1 thread took 1.07x and 1.54x (the fair share of two cores among three busy processes is 1.5x).
-# OMP_NUM_THREADS, as a batch scheduler sets it, wins over the core count.
+# Sleeping at once instead (OMP_WAIT_POLICY=PASSIVE) fixed that beside busy cores, but it is not safe on an
+# idle machine either: waking a sleeping thread costs what the CPU and hypervisor make it cost. On a 2-core
+# AMD EPYC VM 2 sleeping threads took 0.89x the 1-thread idle time (1.17x / 1.52x beside one / two busy
+# cores); on a 2-core Intel Xeon VM the same setting took 3.4x idle, and a short spin (~0.1 ms) that made it
+# 0.90x idle took 6.1x beside one busy core (README, "Shared machines"). One thread was within 1.07x of its
+# idle time beside one busy core and 1.5x beside two on both, and gives up at most ~10% where 2 threads win:
+# a recurrent step at these sizes is too small to split well between cores. So a run takes one thread unless
+# it says `threads=N`, or a batch scheduler sets OMP_NUM_THREADS; parallel launchers set it per job.
+# A run that asks for several threads still gets sleeping waits: their worst case measured is 3.4x, the
+# spinning waits' 25x.
 
 # What quiet_waiting sets unless the user already has: libgomp's and Intel OpenMP's forms of "sleep, don't spin".
 WAIT_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
@@ -44,14 +49,14 @@ def quiet_waiting() -> None:
 
 
 def default_threads() -> int:
-    """torch threads for a run that does not set `threads`: OMP_NUM_THREADS when set, else every usable core."""
+    """torch threads for a run that does not set `threads`: OMP_NUM_THREADS when set, else 1 (see above)."""
     try:
         requested = int(os.environ.get("OMP_NUM_THREADS", ""))
     except ValueError:
         requested = 0
     if requested >= 1:
         return requested
-    return usable_cores()
+    return 1
 
 
 def usable_cores() -> int:
@@ -178,7 +183,7 @@ def prepare_torch(threads: Optional[int], seed: int) -> int:
     """Fix threads, flush denormals, keep freed memory and seed torch; returns the thread count used."""
     import torch
 
-    threads = threads or default_threads()  # every usable core (or OMP_NUM_THREADS), idle threads sleeping
+    threads = threads or default_threads()  # 1, or OMP_NUM_THREADS; idle threads sleep
     torch.set_num_threads(threads)
     # Gradients that vanish through time become subnormal floats, and x86 arithmetic on them is very slow.
     torch.set_flush_denormal(True)

@@ -75,7 +75,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0  # initialisation, data order and (unless task.data_seed is set) the data
     device: str = "auto"  # auto: cuda when available, else cpu
-    threads: Optional[int] = None  # torch threads; null = every usable core (or OMP_NUM_THREADS); idle threads sleep
+    threads: Optional[int] = None  # torch threads; null = 1 (or OMP_NUM_THREADS): robust on shared machines
     quiet: bool = False  # true: no progress bar (sweeps, CI)
     logger: str = "none"  # none | tensorboard | mlflow: live curves in a tool researchers use (optional extras)
     continue_from: Optional[str] = None  # a completed run's directory to train on from (set by run --continue)

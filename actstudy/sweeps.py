@@ -257,7 +257,7 @@ def threads_per_job(launcher_cfg: Any, cores: int) -> tuple[Optional[int], Optio
     and a warning when the launcher itself asks for more parallel jobs than there are cores.
 
     joblib: cores // n_jobs (n_jobs -1 = one job per core). submitit: the cpus each task is given.
-    The sequential launcher returns None: the run's own `threads` (null = every core) stands.
+    The sequential launcher returns None: the run's own `threads` (null = 1, or OMP_NUM_THREADS) stands.
     """
     target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""
     if "Joblib" in target:

@@ -8,17 +8,19 @@ the runs it flanks). Times are the runs' own training time (summary.json's wall_
 
 Settings:
     threads=1                one thread
-    default                  no `threads`: what actstudy picks (actstudy/runtime.py): every usable core,
-                             OpenMP threads sleep while waiting
-    every core, sleeping     threads=<usable cores>, sleeping waits: the default spelled out
+    default                  no `threads`: what actstudy picks (actstudy/runtime.py): one thread (until
+                             2026-12-05 every usable core with sleeping waits, now "every core, sleeping")
+    every core, sleeping     threads=<usable cores>, sleeping waits: what a run with threads=N gets
+    every core, short spin   the same with OpenMP threads spinning ~0.1 ms before they sleep
+                             (GOMP_SPINCOUNT=10000; an explicit spin count wins over the wait policy)
     every core, spinning     the same with OpenMP threads spinning ~3 ms before they sleep (libgomp's own
-                             default, GOMP_SPINCOUNT=300000): the setting actstudy had before
+                             default, GOMP_SPINCOUNT=300000): the setting actstudy had first
 
-    python benchmarks/shared_cpu.py [--epochs 4] [--reps 3] [--give-up 120] [--beside 0 1 2]
-                                    [--settings threads=1 default ...] [OVERRIDE ...]
+    python benchmarks/shared_cpu.py [OVERRIDE ...] [--epochs 4] [--reps 3] [--give-up 120] [--beside 0 1 2]
+                                    [--settings threads=1 default ...]
 
---beside picks the rows (how many busy processes), --settings the columns (a name's first word is
-enough: threads=1, default, sleeping, spinning); OVERRIDE arguments (e.g. model.hidden=256) go to every run,
+--beside picks the rows (how many busy processes), --settings the columns (a name's last word is
+enough: threads=1, default, sleeping, spin, spinning); OVERRIDE arguments (e.g. model.hidden_size=256) go to every run,
 to see how the choice of threads depends on the model's size.
 
 A run that takes longer than --give-up seconds is stopped and shown as "> N s" (the spinning setting
@@ -46,6 +48,7 @@ SETTINGS = {
     "threads=1": (["threads=1"], {}),
     "default": ([], {}),
     "every core, sleeping": ([f"threads={len(os.sched_getaffinity(0))}"], {}),
+    "every core, short spin": ([f"threads={len(os.sched_getaffinity(0))}"], {"GOMP_SPINCOUNT": "10000"}),
     "every core, spinning": ([f"threads={len(os.sched_getaffinity(0))}"], {"GOMP_SPINCOUNT": "300000"}),
 }
 
@@ -105,7 +108,8 @@ def main() -> None:
     for wanted in args.settings:
         found = [name for name in SETTINGS if wanted in (name, name.split()[-1])]
         if len(found) != 1:
-            parser.error(f"unknown setting {wanted!r}; choose from: " + "; ".join(SETTINGS))
+            hint = " (a config override goes before --settings, or after --)" if "=" in wanted else ""
+            parser.error(f"unknown setting {wanted!r}{hint}; choose from: " + "; ".join(SETTINGS))
         settings[found[0]] = SETTINGS[found[0]]
     print(f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs; "
           f"default experiment (adding problem, LSTM{', ' + ' '.join(args.overrides) if args.overrides else ''}) "
