@@ -111,3 +111,48 @@ def test_copy_arjovsky_is_their_copy_lstm_with_element_wise_clipping():
     assert (run.task.name, run.task.seq_len, run.task.train_size, run.model.hidden_size) == ("copy", 100, None, 40)
     assert (run.optim.name, run.optim.lr, run.train.batch_size) == ("rmsprop", 1e-3, 20)
     assert run.train.clip_grad is None and run.train.clip_value == 1.0
+
+
+def flat(cfg) -> dict:
+    """Every key of a run config (hydra's own aside) as dotted path -> value."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    out = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = node
+    walk(plain, "")
+    return out
+
+
+def test_remedies_change_one_thing_each_from_the_reference_and_its_report_command_names_that_reference():
+    cfg = compose_study("remedies")
+    runs = jobs(cfg)
+    assert_tuned_and_paired(cfg)
+    remedies = str(cfg.hydra.sweeper.params["+remedy"]).split(",")
+    assert len(runs) == len(remedies) * 3 * 5
+    fixed = ("optim.lr=1e-2", "seed=0")
+    reference = flat(compose_study("remedies", ("+remedy=none", *fixed)))
+    expected = {"one_layer": {"model.num_layers"}, "dropout": {"model.dropout"}, "l2": {"optim.weight_decay"},
+                "no_clip": {"train.clip_grad"}, "rmsprop": {"optim.name"}, "sgd": {"optim.name", "optim.momentum"}}
+    assert set(remedies) == {"none", *expected}
+    for remedy, keys in expected.items():
+        run = compose_study("remedies", (f"+remedy={remedy}", *fixed))
+        check_buildable(run)
+        changed = {k for k, v in flat(run).items() if reference.get(k) != v}
+        assert changed == keys, remedy
+    # the small fixed training set where overfitting exists, the same in every run
+    assert (reference["task.name"], reference["task.train_size"], reference["task.data_seed"]) == ("mnist1d", 500, 0)
+    # the report command in the file names exactly the reference's values of every key a remedy changes
+    header = open(f"{config_dir()}/study/remedies.yaml").read()
+    command = header[header.index("actstudy report"):header.index("# Measured")]
+    named = dict(word.split("=", 1) for word in command.replace("\\", " ").replace("#", " ").split() if "=" in word)
+    assert set(named) == set().union(*expected.values())
+    for key, value in named.items():
+        want = reference[key]
+        assert float(value) == want if isinstance(want, (int, float)) else value == str(want), key
