@@ -156,3 +156,22 @@ def test_remedies_change_one_thing_each_from_the_reference_and_its_report_comman
     for key, value in named.items():
         want = reference[key]
         assert float(value) == want if isinstance(want, (int, float)) else value == str(want), key
+
+
+def test_copy_delays_pairs_lstm_and_gru_in_arjovskys_copy_setting_with_the_learning_rate_tuned():
+    cfg = compose_study("copy_delays")
+    assert len(jobs(cfg)) == 2 * 2 * 3 * 5  # cells x delays x learning rates x seeds
+    assert_tuned_and_paired(cfg)
+    lstm, gru = (compose_study("copy_delays", (f"model={cell}", "task.seq_len=100")) for cell in ("lstm", "gru"))
+    for run in (lstm, gru):
+        check_buildable(run)
+        assert (run.task.name, run.task.train_size, run.model.hidden_size, run.optim.name) == ("copy", None, 40, "rmsprop")
+        assert (run.train.batch_size, run.train.clip_grad, run.train.clip_value) == (20, None, 1.0)
+        assert run.model.impl == "custom" and run.train.stop_when_solved
+    # the file's report command pairs them: the reference's keys are the only ones in which the two cells differ
+    differ = {k for k, v in flat(lstm).items() if flat(gru).get(k) != v}
+    header = open(f"{config_dir()}/study/copy_delays.yaml").read()
+    command = header[header.index("actstudy report"):].splitlines()[0]
+    named = dict(word.split("=", 1) for word in command.split() if "=" in word)
+    assert differ == set(named) == {"model.cell", "model.forget_bias"}
+    assert all(float(v) == flat(lstm)[k] if k == "model.forget_bias" else v == flat(lstm)[k] for k, v in named.items())
