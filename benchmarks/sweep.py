@@ -1,13 +1,14 @@
 """Wall time of one 12-run sweep: sequential (Hydra's basic launcher) vs joblib with 2 workers.
 
-    python benchmarks/sweep.py [--epochs 20] [--keep DIR] [--default-threads]
+    python benchmarks/sweep.py [--epochs 20] [--keep DIR] [--all-cores]
 
 Both sweeps are the same 12 runs (LSTM, GRU x tanh, relu, elu candidate x 2 seeds, adding problem, hidden
 64, T=50, 2,000 sequences) started as a user would, with `python -m actstudy sweep`, each into a fresh directory, timed from start
 to exit (process start-up, data, training, reports of each run). Threads are fixed, as every run fixes them
 (actstudy.runtime.prepare_torch calls torch.set_num_threads and torch.set_flush_denormal(True)):
-  - sequential: one run at a time with threads=<all cores> (the default a user gets), and with threads=1
-    (the parallel launcher's per-job setting, so the ratio shows what the second worker adds);
+  - sequential: one run at a time with threads=1 (the default a user gets, and the parallel launcher's
+    per-job setting, so the ratio shows what the second worker adds), and with --all-cores also at
+    threads=<all cores> (the default until 2026-12-05);
   - joblib:     hydra.launcher.n_jobs=2, and actstudy gives each job threads = cores // 2.
 The two sweeps run one after the other in this process's children; on a machine others share, the ratio
 moves with their load: quote it with the load average this script prints.
@@ -47,8 +48,9 @@ def main() -> None:
     # 20 epochs: runs of ~14 s, the length of a study's runs; at 10 (~7 s) the workers' torch import weighs more.
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="write the sweeps here instead of a temporary folder")
-    parser.add_argument("--default-threads", action="store_true",
-                        help="also time the sequential sweep at threads=<all cores> (slow when others share the cores)")
+    parser.add_argument("--all-cores", "--default-threads", dest="all_cores", action="store_true",
+                        help="also time the sequential sweep at threads=<all cores>, the default until 2026-12-05 "
+                             "(slow when others share the cores)")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     top = args.keep or Path(tempfile.mkdtemp(prefix="actstudy-bench-"))
@@ -57,8 +59,8 @@ def main() -> None:
     single = timed_sweep(["threads=1"], top / "sequential_1", args.epochs)
     parallel = timed_sweep(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], top / "joblib", args.epochs)
     rows = [("basic (sequential)", f"1 x 1", single), ("joblib", f"2 x {max(1, cores // 2)}", parallel)]
-    if args.default_threads:
-        rows.insert(0, ("basic (sequential, default threads)", f"1 x {cores}",
+    if args.all_cores:
+        rows.insert(0, ("basic (sequential, every core)", f"1 x {cores}",
                         timed_sweep([f"threads={cores}"], top / "sequential", args.epochs)))
     print("| launcher | workers x threads | wall time (s) | joblib speed-up |\n|---|---|---|---|")
     for name, shape, seconds in rows:
