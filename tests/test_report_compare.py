@@ -190,6 +190,30 @@ def test_a_diverged_run_is_counted_and_can_be_scored_at_its_best_epoch(cli, swee
     assert best["diff_vs_reference"] == pytest.approx((0.80 + 0.83 + 0.83 + 0.5) / 4 - 0.92)
 
 
+def test_the_overfitting_gap_is_compared_paired_with_its_own_holm_family(cli, tmp_path):
+    """relu's last-epoch gap (val − train loss) exceeds the reference's by 0.20, 0.19, 0.21 in seeds 0-2."""
+    root = tmp_path / "sweep"
+    for seed, gap in zip((0, 1, 2), (0.10, 0.12, 0.14)):
+        cfg = run_config(task="adding", seq_len=50, activations=CLASSIC, seed=seed)
+        write_fake_run(root / f"classic-s{seed}", cfg, test_metric=0.80 + 0.01 * seed, gap_loss=gap)
+    for seed, gap in zip((0, 1, 2), (0.30, 0.31, 0.35)):
+        cfg = run_config(task="adding", seq_len=50, activations=RELU, seed=seed)
+        write_fake_run(root / f"relu-s{seed}", cfg, test_metric=0.79 + 0.01 * seed, gap_loss=gap)
+    frame = report(cli, root)
+    relu = frame[frame["candidate"] == "relu"].iloc[0]
+    assert relu["gap_diff_vs_reference"] == pytest.approx(0.20)
+    t = 0.20 / (0.01 / math.sqrt(3))  # paired t on 2 dof, as the test metric's
+    assert relu["gap_p_value"] == pytest.approx(1 - t / math.sqrt(t * t + 2), rel=1e-3)
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert (relu["gap_diff_ci_low"], relu["gap_diff_ci_high"]) == (pytest.approx(0.20 - half),
+                                                                   pytest.approx(0.20 + half))
+    # the only gap comparison is a family of one; the metric's p is adjusted with divergence's alone
+    assert relu["gap_p_value_adjusted"] == pytest.approx(relu["gap_p_value"])
+    assert relu["p_value_adjusted"] == pytest.approx(min(1.0, 2 * relu["p_value"]))
+    markdown = (frame.attrs["out"] / "summary.md").read_text()
+    assert "Δ gap loss [95% CI] (p adj.)" in markdown and f"0.2 [{0.20 - half:.3f}, {0.20 + half:.3f}]" in markdown
+
+
 def test_reference_can_be_any_configuration(cli, sweep):
     frame = report(cli, sweep, "--reference", "model.activation.candidate=relu")
     classic = row(frame, "adding", CLASSIC)

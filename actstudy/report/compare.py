@@ -17,6 +17,10 @@ What each configuration is compared with, and how:
 - **One family**: every p-value the report computes (metric, divergence, solved, log-rank) is adjusted
   together, over the whole report by default (`--family task|cell` for narrower families), by Holm or, with
   `--fdr`, Benjamini–Hochberg.
+- **Overfitting**: the generalization gap at the last epoch (validation − train loss) against the
+  reference's, paired by seed as the test metric is, with its 95% CI and a p-value adjusted over the gap
+  comparisons of the same family (a question of its own: adding it leaves the other adjusted p-values as
+  they were).
 - **The floor**: a reference whose test metric is not significantly above the task's baseline leaves every
   comparison with it at the floor, and nothing at the floor is starred.
 """
@@ -56,6 +60,8 @@ FAMILIES = ("report", "task", "cell")
 DIVERGED_POLICIES = ("exclude", "best")
 # Every p-value column a comparison row carries; each gets an adjusted twin "<name>_adjusted".
 P_COLUMNS = ("p_value", "diverged_p", "solved_p", "logrank_p")
+# The overfitting comparison: val − train loss at the last epoch against the reference's (its own family).
+GAP_COLUMNS = ["gap_diff_vs_reference", "gap_diff_ci_low", "gap_diff_ci_high", "gap_p_value", "gap_p_value_adjusted"]
 LEARNING_COLUMNS = [
     "solve_at", "runs_solved", "runs_finished", "fraction_solved", "fraction_solved_ci_low",
     "fraction_solved_ci_high", "median_updates_to_solve", "update_budget",
@@ -64,6 +70,7 @@ COMPARISON_COLUMNS = [
     "reference", "test", "paired", "n_compared", "diff_vs_reference", "diff_ci_low", "diff_ci_high", "hedges_g",
     "min_detectable_diff", "underpowered", *P_COLUMNS, *(f"{c}_adjusted" for c in P_COLUMNS), "adjustment",
     "family", "significant", "at_the_floor", "reference_above_baseline_p",
+    *GAP_COLUMNS,
 ]
 
 
@@ -111,8 +118,8 @@ def scored_runs(group: ConfigGroup, diverged: str) -> list[RunRecord]:
     return [r for r in group.runs if r.status in keep and math.isfinite(r.test_metric)]
 
 
-def by_seed(runs: list[RunRecord]) -> dict[Any, float]:
-    return {comparable(r.seed): r.test_metric for r in runs}
+def by_seed(runs: list[RunRecord], value=lambda r: r.test_metric) -> dict[Any, float]:
+    return {comparable(r.seed): value(r) for r in runs if math.isfinite(value(r))}
 
 
 def finished(group: ConfigGroup) -> list[RunRecord]:
@@ -209,21 +216,34 @@ def check_reference(sections: list[TaskSection], options: CompareOptions) -> Non
 # ------------------------------------------------------------------------------------------ comparisons
 
 
-def compare(group: ConfigGroup, reference: ConfigGroup, options: CompareOptions) -> dict[str, Any]:
-    """One comparison row: the test metric (paired when the seeds match), its effect size and power, and the
-    divergence rate, fraction solved and time to solve against the reference's."""
-    a_runs, b_runs = scored_runs(group, options.diverged), scored_runs(reference, options.diverged)
-    a, b = by_seed(a_runs), by_seed(b_runs)
+def samples(a: dict[Any, float], b: dict[Any, float], options: CompareOptions):
+    """(xa, xb, paired, p, test name): paired by seed when both have the same seeds, else two samples."""
     paired = len(a) >= 2 and set(a) == set(b)
     if paired:
         seeds = sorted(a)
         xa, xb = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
-        p = paired_p(xa, xb, options.test)
-        test = PAIRED_TESTS[options.test]
-    else:
-        xa, xb = np.array(list(a.values())), np.array(list(b.values()))
-        p = two_sample_p(xa, xb, options.test)
-        test = TESTS[options.test]
+        return xa, xb, True, paired_p(xa, xb, options.test), PAIRED_TESTS[options.test]
+    xa, xb = np.array(list(a.values())), np.array(list(b.values()))
+    return xa, xb, False, two_sample_p(xa, xb, options.test), TESTS[options.test]
+
+
+def gap_comparison(a_runs: list[RunRecord], b_runs: list[RunRecord], options: CompareOptions) -> dict[str, Any]:
+    """The last epoch's gap (val − train loss) against the reference's: difference, 95% CI, raw p."""
+    gap = lambda r: r.gap_loss  # noqa: E731
+    a, b = by_seed(a_runs, gap), by_seed(b_runs, gap)
+    if not a or not b:
+        return {}
+    xa, xb, paired, p, _ = samples(a, b, options)
+    diff = mean_difference(xa, xb, paired=paired)
+    return {"gap_diff_vs_reference": diff.diff, "gap_diff_ci_low": diff.low, "gap_diff_ci_high": diff.high,
+            "gap_p_value": p}
+
+
+def compare(group: ConfigGroup, reference: ConfigGroup, options: CompareOptions) -> dict[str, Any]:
+    """One comparison row: the test metric (paired when the seeds match), its effect size and power, the
+    divergence rate, fraction solved and time to solve against the reference's, and the overfitting gap."""
+    a_runs, b_runs = scored_runs(group, options.diverged), scored_runs(reference, options.diverged)
+    xa, xb, paired, p, test = samples(by_seed(a_runs), by_seed(b_runs), options)
     diff = mean_difference(xa, xb, paired=paired)
     mdd = min_detectable_difference(diff.se, diff.dof)
     row: dict[str, Any] = {
@@ -240,6 +260,7 @@ def compare(group: ConfigGroup, reference: ConfigGroup, options: CompareOptions)
     if ta is not None and tb is not None:
         row["solved_p"] = fisher_p(int(ta[1].sum()), len(ta[1]), int(tb[1].sum()), len(tb[1]))
         row["logrank_p"] = logrank_p(ta[0], ta[1], tb[0], tb[1])
+    row.update(gap_comparison(a_runs, b_runs, options))
     return row
 
 
@@ -278,11 +299,12 @@ def adjust(rows: list[dict[str, Any]], options: CompareOptions) -> None:
     """Adjust every p-value of every comparison in a family together; star the metric comparisons that
     stay below ALPHA, unless at the floor."""
     method = benjamini_hochberg if options.fdr else holm
-    families: dict[str, list[tuple[dict, str]]] = {}
+    families: dict[tuple[str, str], list[tuple[dict, str]]] = {}
     for row in rows:
         if row["family"]:
             for column in P_COLUMNS:
-                families.setdefault(row["family"], []).append((row, column))
+                families.setdefault((row["family"], "outcome"), []).append((row, column))
+            families.setdefault((row["family"], "gap"), []).append((row, "gap_p_value"))
     for members in families.values():
         adjusted = method([row[column] for row, column in members])
         for (row, column), value in zip(members, adjusted):

@@ -71,7 +71,7 @@ FLOOR_NOTE = ("at the floor: the reference is not significantly above the baseli
 COMPARISON_HEADERS = [
     "configuration", "reference", "test (n)", "Δ [95% CI]", "Hedges' g", "min. detectable Δ (80%)",
     "p adj.", "diverged (p adj.)", SOLVED, MEDIAN_TO_SOLVE, "solved p adj.",
-    "log-rank p adj.",
+    "log-rank p adj.", "Δ gap loss [95% CI] (p adj.)",
 ]
 
 
@@ -211,7 +211,17 @@ def comparison_cells(row: pd.Series) -> list[str]:
         median_text,
         fmt(row.get("solved_p_adjusted", math.nan), 2),
         fmt(row.get("logrank_p_adjusted", math.nan), 2),
+        gap_text(row),
     ]
+
+
+def gap_text(row: pd.Series) -> str:
+    """The last epoch's val − train loss gap minus the reference's: above 0, this one overfits more."""
+    diff = row.get("gap_diff_vs_reference", math.nan)
+    if diff is None or math.isnan(diff):
+        return "—"
+    low, high = row["gap_diff_ci_low"], row["gap_diff_ci_high"]
+    return f"{fmt(diff, 3)} {_interval(low, high, 3)} ({fmt(row['gap_p_value_adjusted'], 2)})"
 
 
 def compared_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -244,7 +254,10 @@ def statistics_note(options: CompareOptions) -> str:
         f"exact test, fraction solved by Fisher's exact test, time to solve by the log-rank test) is adjusted "
         f"by {adjustment} over {family}; {SIGNIFICANT_MARK} marks an adjusted p < {ALPHA}. A section whose "
         f"reference is not above the task's baseline (one-sided t, p ≥ {ALPHA}) is at the floor and nothing in "
-        f"it is starred. Diverged runs are "
+        f"it is starred. Δ gap loss: validation − train loss at the last epoch minus the reference's (above "
+        f"0: overfits more), paired or not as the test metric, its 95% CI, and its p-value adjusted the same "
+        f"way over the gap comparisons alone (their own family, so they leave the other p-values as they "
+        f"were); never starred. Diverged runs are "
         + ("scored at their best epoch before they diverged. " if options.diverged == "best"
            else "counted (and their rate compared), not scored. ")
         + "Solved: the validation metric reached the task's criterion (updates_to_solve); fraction with a "
