@@ -114,20 +114,12 @@ def test_copy_arjovsky_is_their_copy_lstm_with_element_wise_clipping():
 
 
 def flat(cfg) -> dict:
-    """Every key of a run config (hydra's own aside) as dotted path -> value."""
+    """Every key of a run config (hydra's own aside) as dotted path -> value, as the report reads them."""
     from omegaconf import OmegaConf
 
-    plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-    out = {}
+    from actstudy.report.loading import flatten
 
-    def walk(node, prefix):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            out[prefix[:-1]] = node
-    walk(plain, "")
-    return out
+    return flatten(OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True))
 
 
 def test_remedies_change_one_thing_each_from_the_reference_and_its_report_command_names_that_reference():

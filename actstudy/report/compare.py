@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -118,8 +119,8 @@ def scored_runs(group: ConfigGroup, diverged: str) -> list[RunRecord]:
     return [r for r in group.runs if r.status in keep and math.isfinite(r.test_metric)]
 
 
-def by_seed(runs: list[RunRecord], value=lambda r: r.test_metric) -> dict[Any, float]:
-    return {comparable(r.seed): value(r) for r in runs if math.isfinite(value(r))}
+def by_seed(runs: list[RunRecord], value=attrgetter("test_metric")) -> dict[Any, float]:
+    return {comparable(r.seed): v for r in runs if math.isfinite(v := value(r))}
 
 
 def finished(group: ConfigGroup) -> list[RunRecord]:
@@ -229,7 +230,7 @@ def samples(a: dict[Any, float], b: dict[Any, float], options: CompareOptions):
 
 def gap_comparison(a_runs: list[RunRecord], b_runs: list[RunRecord], options: CompareOptions) -> dict[str, Any]:
     """The last epoch's gap (val − train loss) against the reference's: difference, 95% CI, raw p."""
-    gap = lambda r: r.gap_loss  # noqa: E731
+    gap = attrgetter("gap_loss")
     a, b = by_seed(a_runs, gap), by_seed(b_runs, gap)
     if not a or not b:
         return {}
