@@ -28,9 +28,10 @@ DEVICES = ("auto", "cpu", "cuda")
 # AMD EPYC VM 2 sleeping threads took 0.89x the 1-thread idle time (1.17x / 1.52x beside one / two busy
 # cores); on a 2-core Intel Xeon VM the same setting took 3.4x idle, and a short spin (~0.1 ms) that made it
 # 0.90x idle took 6.1x beside one busy core (README, "Shared machines"). One thread was within 1.07x of its
-# idle time beside one busy core and 1.54-1.62x beside two on both, and gives up at most ~10% where 2 threads win:
-# a recurrent step at these sizes is too small to split well between cores. So a run takes one thread unless
-# it says `threads=N`, or a batch scheduler sets OMP_NUM_THREADS; parallel launchers set it per job.
+# idle time beside one busy core and 1.54-1.62x beside two on both, and gives up at most ~10% where 2
+# threads win: a recurrent step at these sizes is too small to split well between cores. So a run takes one
+# thread unless it says `threads=N`, or a batch scheduler sets OMP_NUM_THREADS; parallel launchers set it
+# per job.
 # A run that asks for several threads still gets sleeping waits: their worst case measured is 3.4x, the
 # spinning waits' 25x.
 
