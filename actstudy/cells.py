@@ -47,7 +47,7 @@ CELLS = {  # cell type -> what it is (`actstudy list`)
     "rnn": "vanilla (Elman) RNN: h_t = candidate(W x_t + U h_t-1 + b); init=irnn gives the IRNN",
 }
 CELL_TYPES = tuple(CELLS)
-INITS = ("default", "orthogonal", "irnn")
+INITS = ("default", "orthogonal", "glorot", "irnn")
 IMPLS = ("auto", "fused", "custom")
 
 # Greff et al. 2017's LSTM variants: each is their vanilla LSTM (with peepholes) changed in one respect.
@@ -100,6 +100,14 @@ class RecurrentCell(nn.Module):
                 # Each gate's (H, H) recurrent block orthogonal on its own, not the whole (G*H, H).
                 for block in self.weight_hh.chunk(len(self.gate_names), 0):
                     nn.init.orthogonal_(block)
+            elif self.init == "glorot":
+                # Arjovsky et al.'s LSTM: each gate's input and recurrent matrix Glorot-uniform on its own
+                # (bound sqrt(6 / (fan_in + fan_out)) with fan_out = H, not G*H), every bias zero.
+                for weight in (self.weight_ih, self.weight_hh):
+                    for block in weight.chunk(len(self.gate_names), 0):
+                        nn.init.xavier_uniform_(block)
+                self.bias_ih.zero_()
+                self.bias_hh.zero_()
             elif self.init == "irnn":
                 # Le, Jaitly & Hinton 2015: identity recurrence, zero biases.
                 self.weight_hh.copy_(torch.eye(self.hidden_size))
@@ -511,7 +519,7 @@ class RecurrentStack(nn.Module):
             if variant is not None:
                 _fail(f"variant={variant} needs cell=lstm, got cell={cell}; leave variant at null")
         if init == "irnn" and cell != "rnn":
-            _fail(f"init=irnn needs cell=rnn, got cell={cell}; choose one of: default, orthogonal")
+            _fail(f"init=irnn needs cell=rnn, got cell={cell}; choose one of: default, orthogonal, glorot")
 
         lstm_extras: dict[str, Any] = {"peephole": peephole, "coupled_gates": coupled_gates}
         if variant is not None:

@@ -88,6 +88,14 @@ def validate(cfg: DictConfig, here: bool = True) -> None:
         raise ConfigError(f"optim.lr={cfg.optim.lr} is out of range: must be > 0")
     _at_least("optim.weight_decay", cfg.optim.weight_decay, 0)
     _at_least("optim.momentum", cfg.optim.momentum, 0)
+    if not 0.0 <= cfg.optim.alpha < 1.0:
+        raise ConfigError(f"optim.alpha={cfg.optim.alpha} is out of range: must be in [0, 1)")
+    _at_least("optim.square_avg_init", cfg.optim.square_avg_init, 0)
+    if cfg.optim.name != "rmsprop":
+        for key, unused in (("alpha", 0.99), ("square_avg_init", 0.0)):
+            if cfg.optim[key] != unused:
+                raise ConfigError(f"optim.{key}={cfg.optim[key]} is RMSProp's; optim.name={cfg.optim.name} "
+                                  f"does not use it: choose optim=rmsprop or leave it at {unused}")
     t = cfg.train
     _at_least("train.epochs", t.epochs, 1)
     _at_least("train.batch_size", t.batch_size, 1)

@@ -24,7 +24,24 @@ def _adam(cfg, params):
 def _rmsprop(cfg, params):
     import torch
 
-    return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    alpha = getattr(cfg, "alpha", 0.99)  # read with defaults: configs written before these keys lack them
+    square_avg_init = getattr(cfg, "square_avg_init", 0.0)
+    optimizer = torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+                                    alpha=alpha)
+    if square_avg_init:
+        # torch starts the running mean of g^2 at 0 when a parameter first gets a gradient, so with alpha 0.99
+        # the first step divides by 0.1|g| (10x lr). Arjovsky et al.'s RMSProp started it at 1e-3: the state
+        # torch would create, made now with that value (an empty state is what torch fills lazily).
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                state = optimizer.state[p]
+                state["step"] = torch.zeros((), dtype=torch.get_default_dtype())
+                state["square_avg"] = torch.full_like(p, square_avg_init, memory_format=torch.preserve_format)
+                if group["momentum"] > 0:
+                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group["centered"]:
+                    state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return optimizer
 
 
 def _sgd(cfg, params):
@@ -35,7 +52,8 @@ def _sgd(cfg, params):
 
 OPTIMIZERS = {
     "adam": Optimizer("Adam (Kingma & Ba 2015)", _adam),
-    "rmsprop": Optimizer("RMSProp, as in Arjovsky et al. 2016 for the adding and copy tasks", _rmsprop),
+    "rmsprop": Optimizer("RMSProp (torch's; optim.alpha=0.9 optim.square_avg_init=1e-3 give Arjovsky et al. 2016's)",
+                         _rmsprop),
     "sgd": Optimizer("stochastic gradient descent with optional momentum", _sgd),
 }
 

@@ -98,6 +98,8 @@ LATER_KEYS = {
     ("train", "solve_at"): None,
     ("train", "stop_when_solved"): False,
     ("train", "clip_value"): None,
+    ("optim", "alpha"): 0.99,
+    ("optim", "square_avg_init"): 0.0,
 }
 
 

@@ -35,7 +35,7 @@ class ModelConfig:
     forget_bias: float = 0.0  # torch.nn's init; model=lstm sets 1.0 (Jozefowicz et al. 2015)
     peephole: bool = False  # LSTM only: gates also see the cell state (Gers & Schmidhuber 2000)
     coupled_gates: bool = False  # LSTM only: CIFG, f = 1 - i
-    init: str = "default"  # default | orthogonal | irnn (rnn: identity recurrence, zero bias)
+    init: str = "default"  # default | orthogonal | glorot (per gate, zero biases) | irnn (rnn: identity recurrence, zero bias)
     impl: str = "auto"  # auto: torch's fused kernel whenever it computes exactly this configuration
     variant: Optional[str] = None  # LSTM only: one of Greff et al.'s variants, on top of the keys above
     bidirectional: bool = False  # true: a second layer per level reads each sequence backwards
@@ -48,6 +48,8 @@ class OptimConfig:
     lr: float = 0.003  # a little above Adam's usual 1e-3: the default runs are short
     weight_decay: float = 0.0  # L2 penalty; 0 keeps overfitting visible
     momentum: float = 0.0  # RMSProp and SGD only; Adam has its own moment estimates
+    alpha: float = 0.99  # RMSProp only: smoothing of its running mean of squared gradients (torch's default)
+    square_avg_init: float = 0.0  # RMSProp only: that running mean's start; 0 (torch's) makes the first steps ~10x lr
 
 
 @dataclass

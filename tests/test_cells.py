@@ -522,7 +522,7 @@ def test_build_stack_defaults_absent_keys():
     [
         (dict(cell="lsmt"), "unknown cell 'lsmt'; choose one of: lstm, gru, rnn"),
         (dict(init="irnn"), "init=irnn needs cell=rnn, got cell=lstm"),
-        (dict(init="xavier"), "unknown init 'xavier'; choose one of: default, orthogonal, irnn"),
+        (dict(init="xavier"), "unknown init 'xavier'; choose one of: default, orthogonal, glorot, irnn"),
         (dict(impl="fast"), "unknown impl 'fast'; choose one of: auto, fused, custom"),
         (dict(cell="gru", peephole=True), "peephole=true needs cell=lstm, got cell=gru"),
         (dict(cell="rnn", coupled_gates=True), "coupled_gates=true needs cell=lstm, got cell=rnn"),

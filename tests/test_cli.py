@@ -110,6 +110,8 @@ def test_another_seed_gives_other_numbers(cli, tmp_path):
         (["model.hidden_size=abc"], ["model.hidden_size", "abc"]),
         (["model.dropout=1.5"], ["model.dropout", "1.5"]),
         (["device=tpu"], ["tpu", "cpu", "cuda"]),
+        (["optim.alpha=0.9"], ["optim.alpha=0.9", "RMSProp", "adam", "optim=rmsprop", "0.99"]),
+        (["optim=sgd", "optim.square_avg_init=1e-3"], ["optim.square_avg_init=0.001", "sgd", "optim=rmsprop"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, overrides, expected):
