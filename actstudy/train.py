@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import gc
 import logging
 import math
 import os
@@ -27,7 +28,8 @@ from actstudy.model import SequenceModel, count_parameters
 from actstudy.optimizers import build_optimizer
 from actstudy.probe import activation_stats, grad_profiles, vanishing_ratio
 from actstudy.rundir import CHECKPOINT, FINISHED, finite_or_none, write_csv, write_json
-from actstudy.runtime import huge_pages_in_use, huge_pages_problem, pick_device, prepare_torch
+from actstudy.runtime import (freeze_long_lived_objects, huge_pages_in_use, huge_pages_problem, pick_device,
+                              prepare_torch)
 from actstudy.tasks import build_task
 
 log = logging.getLogger("actstudy")
@@ -312,6 +314,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
     progress = Progress(cfg.quiet, plan.epochs, f"{task.name} {cfg.model.cell}")
     tick = time.perf_counter()
     stop = False
+    freeze_long_lived_objects()  # undone in the finally below, so that a sweep worker's next run starts clean
     try:
         while update < plan.budget and not stop:
             model.train()
@@ -387,6 +390,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
         log.warning("diverged: %s; keeping the metrics of the last good epoch", why)
     finally:
         progress.close()
+        gc.unfreeze()
 
     x_test, y_test = task.splits["test"]
     last = evaluate(model, task, x_test, y_test, eval_bs, device, len_test) if status == rundir.COMPLETED else (None, None)

@@ -32,6 +32,7 @@ T-scaling table is left out when --models is given. --scaling-only prints that t
 is and once with ACTSTUDY_HUGE_PAGES=0 to see what huge pages change.
 
 Threads are fixed with torch.set_num_threads and denormals flushed with torch.set_flush_denormal(True),
+Python's cycle collector leaves the objects made before timing alone (actstudy.runtime.freeze_long_lived_objects),
 and glibc's malloc is told to keep freed memory (actstudy.runtime.keep_freed_memory) and, through a
 restart, to put big blocks on huge pages (actstudy.runtime.restart_with_huge_pages; ACTSTUDY_HUGE_PAGES=0
 turns it off), as the actstudy command does; the header says so, with the CPU model and the load average
@@ -41,6 +42,7 @@ turns it off), as the actstudy command does; the header says so, with the CPU mo
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -57,7 +59,8 @@ sys.path.insert(0, str(ROOT))
 
 from actstudy import native  # noqa: E402
 from actstudy.cells import VARIANTS, RecurrentStack  # noqa: E402
-from actstudy.runtime import huge_pages_in_use, keep_freed_memory, restart_with_huge_pages  # noqa: E402
+from actstudy.runtime import (freeze_long_lived_objects, huge_pages_in_use, keep_freed_memory,  # noqa: E402
+                              restart_with_huge_pages)
 
 SHAPES = [(64, 100, 64), (64, 200, 128), (32, 200, 32), (128, 400, 128)]
 INPUT = 2  # the adding problem's two features
@@ -140,6 +143,7 @@ def interleaved_medians(runs: dict, reps: int) -> dict:
     for step in runs.values():  # warm-up: first-call allocations, kernel selection, Adam state
         step()
         step()
+    freeze_long_lived_objects()  # as a training run does before its loop
     times = {key: [] for key in runs}
     order = list(runs)
     for round_ in range(reps):
@@ -147,6 +151,7 @@ def interleaved_medians(runs: dict, reps: int) -> dict:
             start = time.perf_counter()
             runs[key]()
             times[key].append(time.perf_counter() - start)
+    gc.unfreeze()
     return {key: statistics.median(values) for key, values in times.items()}
 
 

@@ -203,6 +203,24 @@ def test_each_compiled_activation_and_derivative_is_the_registry_s(name):
     torch.testing.assert_close(slope, entry.grad(x), atol=1e-12, rtol=1e-12)
 
 
+def test_compiled_float32_tanh_is_within_a_few_ulps_of_the_true_value():
+    # In float32 the compiled loop computes tanh from one exp (and a series near 0), not Sleef's tanh.
+    _needs("compiled")
+    module = native.load()
+    codes, slopes = native.slot_codes(ACTIVATIONS["tanh"])
+    torch.manual_seed(0)
+    x = torch.cat((torch.linspace(-12, 12, 200_001), torch.logspace(-30, 1.5, 20_001), -torch.logspace(-30, 1.5, 20_001),
+                   torch.randn(100_001) * 3, torch.tensor([0.25, -0.25, 0.2499999, 0.0, 100.0, -100.0])))
+    y, slope = module.activation(x, codes[0], slopes[0])
+    true = torch.tanh(x.double())
+    error = (y.double() - true).abs()
+    assert error.max() < 1.2e-7  # torch's own float32 tanh: ~3e-8
+    assert (error / true.abs())[x != 0].max() < 1e-6  # ~8 float32 ulps, however small x is
+    torch.testing.assert_close(slope, 1 - y * y, atol=1.2e-7, rtol=0)  # the slope from the output, as before
+    ends, _ = module.activation(torch.tensor([float("inf"), -float("inf"), float("nan")]), codes[0], slopes[0])
+    assert ends[0] == 1 and ends[1] == -1 and ends[2].isnan()
+
+
 @pytest.mark.parametrize("cell,candidate", [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")])
 def test_float32_matches_torch_nn_on_a_long_sequence(cell, candidate):
     # 300 steps in float32: the custom path stays within float tolerance of torch's fused kernels.

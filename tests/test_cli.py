@@ -50,6 +50,17 @@ def test_run_writes_a_complete_run_directory(cli, tmp_path):
     assert "model:" in (run_dir / "config.yaml").read_text()
 
 
+def test_a_run_leaves_the_cycle_collector_as_it_found_it(cli, tmp_path):
+    """Training freezes the objects made before its loop (runtime.freeze_long_lived_objects); the next run in
+    the same process (a sweep's worker) must start with nothing frozen, or garbage from one run could pile up."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    result = cli("run", *TINY, f"hydra.run.dir={tmp_path / 'run'}", "-q")
+    assert result.exit_code == 0, result.output
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+
+
 def test_same_config_and_seed_give_identical_metrics(cli, tmp_path):
     frames = []
     for name in ("a", "b"):
