@@ -13,10 +13,31 @@ def test_every_published_result_records_every_setting():
 
 
 def test_a_setting_the_publication_does_not_state_is_never_the_same():
-    config = {"task.name": "adding", "model.hidden_size": 128, "optim.name": "rmsprop", "optim.lr": 0.001,
-              "train.clip_grad": 1.0, "task.train_size": None, **LSTM}
-    [(entry, notes)] = published_for("adding", 100, "lstm", {**config, **our_setting(config, updates=20000)})
-    assert notes == ["clipping: ours norm 1, published not stated"]  # everything else matches
+    config = {"task.name": "copy", "model.hidden_size": 40, "optim.name": "rmsprop", "optim.lr": 0.001,
+              "train.clip_grad": None, "train.clip_value": 1.0, "task.train_size": None, **LSTM}
+    [(entry, notes)] = published_for("copy", 100, "lstm", {**config, **our_setting(config, updates=20000)})
+    assert notes == ["optim.lr: ours 0.001, published not stated", "updates: ours 20000, published not stated",
+                     "train_sequences: ours fresh, published not stated"]  # everything else matches
+
+
+def test_arjovskys_adding_setting_as_their_code_has_it():
+    paper = {"task.name": "adding", "model.hidden_size": 128, "optim.name": "rmsprop", "optim.lr": 0.001,
+             "optim.alpha": 0.9, "optim.square_avg_init": 0.001, "model.init": "glorot", "train.batch_size": 20,
+             "train.clip_grad": None, "train.clip_value": 1.0, "task.train_size": None, **LSTM}
+    [(_, notes)] = published_for("adding", 200, "lstm", {**paper, **our_setting(paper, updates=50000)})
+    assert notes == ["updates=50000 (published 20000)"]
+    # torch's RMSProp, its init and norm clipping: each named, even for a run made before the keys existed
+    older = {k: v for k, v in paper.items() if not k.startswith("optim.") or k in ("optim.name", "optim.lr")}
+    older.update({"model.init": "default", "train.clip_grad": 1.0, "train.clip_value": None})
+    [(_, notes)] = published_for("adding", 100, "lstm", {**older, **our_setting(older, updates=20000)})
+    assert sorted(notes) == ["clipping=norm 1 (published element-wise)", "model.init=default (published glorot)",
+                             "optim.alpha=0.99 (published 0.9)", "optim.square_avg_init=0.0 (published 0.001)"]
+    # the tanh-RNN's init is a setting; the IRNN's is what makes it the IRNN
+    rnn = {**paper, "model.activation.candidate": "tanh"}
+    assert [e.result for e, _ in published_for("adding", 100, "rnn", rnn)] == ["never below the baseline MSE 0.167"]
+    irnn = {**paper, "model.activation.candidate": "relu", "model.init": "irnn"}
+    [(entry, notes)] = published_for("adding", 100, "rnn", {**irnn, **our_setting(irnn, updates=20000)})
+    assert entry.identity["model.init"] == "irnn" and notes == []
 
 
 def test_every_differing_setting_is_named():

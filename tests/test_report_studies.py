@@ -53,8 +53,11 @@ def test_adding_lengths_is_arjovskys_lstm_setting_on_fresh_data():
         run = compose_study("adding_lengths", tuple(job))
         check_buildable(run)
         assert (run.model.cell, run.model.hidden_size, run.optim.name, run.optim.lr) == ("lstm", 128, "rmsprop", 1e-3)
-        assert (run.train.batch_size, run.train.max_updates, run.task.train_size) == (20, 20000, None)
+        assert (run.train.batch_size, run.train.max_updates, run.task.train_size) == (20, 50000, None)
         assert run.train.stop_when_solved
+        # as their code has it: element-wise clipping, Glorot init with forget bias 1, their RMSProp
+        assert (run.train.clip_grad, run.train.clip_value, run.model.init, run.model.forget_bias) == (None, 1.0, "glorot", 1.0)
+        assert (run.optim.alpha, run.optim.square_avg_init) == (0.9, 1e-3)
 
 
 def test_adding_rnn_controls_cross_activation_and_init_including_the_irnn():
@@ -66,7 +69,8 @@ def test_adding_rnn_controls_cross_activation_and_init_including_the_irnn():
         run = compose_study("adding_rnn_controls", tuple(job))
         check_buildable(run)
         seen.add((run.model.cell, run.model.activation.candidate, run.model.init))
-    assert seen == {("rnn", a, i) for a in ("tanh", "relu") for i in ("default", "irnn")}  # irnn + relu = the IRNN
+    assert seen == {("rnn", a, i) for a in ("tanh", "relu") for i in ("glorot", "irnn")}  # irnn + relu = the IRNN
+    assert (run.optim.alpha, run.optim.square_avg_init, run.train.clip_grad, run.train.clip_value) == (0.9, 1e-3, None, 1.0)
 
 
 def test_claims_tunes_the_learning_rate_per_cell_and_gate_and_keeps_the_output_slot_command_valid():
