@@ -183,3 +183,22 @@ def test_curves_are_drawn_against_updates_where_runs_evaluate_every_so_many_upda
         assert (">epoch<" in svgs[kind].replace(" ", "")) is not by_updates, kind
     # five evaluations, the last probed at the fifth: update 1000, or epoch 5
     assert ("at update 1000" if by_updates else "at epoch 5") in svgs["grad_by_step"]
+
+
+def test_the_published_table_gives_the_range_of_updates_when_runs_stopped_at_different_ones(tmp_path):
+    """Runs stopped once solved took different numbers of updates: the table gives their range and the budget,
+    not "ours not recorded"."""
+    from typer.testing import CliRunner
+
+    from actstudy.cli import app
+
+    for seed, updates in ((0, 11600), (1, 17800), (2, 14200)):
+        config = run_config(seq_len=100, seed=seed, hidden_size=128)
+        config["task"]["train_size"] = None
+        write_fake_run(tmp_path / "runs" / f"s{seed}", config,
+                       summary_extra={"updates": updates, "update_budget": 50000, "updates_to_solve": updates})
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "updates=11600-17800 of a budget of 50000 (published 20000)" in page
+    assert "updates: ours not recorded" not in page

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -82,6 +84,18 @@ def _summary_table(rows: pd.DataFrame, columns: tuple[str, ...]) -> str:
     return "\n".join(out)
 
 
+def _updates_of(runs, updates: set) -> Any:
+    """The updates the runs took, for the published table: one number when all took the same, else their
+    range and the budget (runs that stopped early: solved, or diverged), else None (not recorded)."""
+    if len(updates) == 1:
+        return next(iter(updates))
+    if not updates:
+        return None
+    budgets = {r.update_budget for r in runs if math.isfinite(r.update_budget)}
+    budget = f" of a budget of {int(max(budgets))}" if budgets else ""
+    return f"{min(updates)}-{max(updates)}{budget}"
+
+
 def _published_table(section: TaskSection, rows: pd.DataFrame) -> str:
     lines = []
     for group in section.groups:
@@ -92,7 +106,7 @@ def _published_table(section: TaskSection, rows: pd.DataFrame) -> str:
         config = group.runs[0].config
         updates = {r.updates for r in group.runs if r.updates is not None}
         sequences = {r.train_sequences for r in group.runs if r.train_sequences is not None}
-        measured = our_setting(config, updates.pop() if len(updates) == 1 else None,
+        measured = our_setting(config, _updates_of(group.runs, updates),
                                sequences.pop() if len(sequences) == 1 else None)
         for entry, differences in published_for(section.task_name, section.seq_len, group.cell,
                                                 {**config, **measured}):
