@@ -69,7 +69,8 @@ def test_adding_rnn_controls_cross_activation_and_init_including_the_irnn():
         run = compose_study("adding_rnn_controls", tuple(job))
         check_buildable(run)
         seen.add((run.model.cell, run.model.activation.candidate, run.model.init))
-    assert seen == {("rnn", a, i) for a in ("tanh", "relu") for i in ("default", "irnn")}  # irnn + relu = the IRNN
+    assert seen == {("rnn", a, i) for a in ("tanh", "relu") for i in ("glorot", "irnn")}  # irnn + relu = the IRNN
+    assert (run.optim.alpha, run.optim.square_avg_init, run.train.clip_grad, run.train.clip_value) == (0.9, 1e-3, None, 1.0)
 
 
 def test_claims_tunes_the_learning_rate_per_cell_and_gate_and_keeps_the_output_slot_command_valid():
