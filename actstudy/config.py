@@ -70,6 +70,7 @@ def validate(cfg: DictConfig, here: bool = True) -> None:
     from actstudy.cells import CELLS, IMPLS, INITS, VARIANTS
     from actstudy.optimizers import OPTIMIZERS
     from actstudy.runtime import DEVICES
+    from actstudy.schema import OPTIM_DEFAULTS
 
     m = cfg.model
     _choice("model.cell", m.cell, list(CELLS))
@@ -92,7 +93,8 @@ def validate(cfg: DictConfig, here: bool = True) -> None:
         raise ConfigError(f"optim.alpha={cfg.optim.alpha} is out of range: must be in [0, 1)")
     _at_least("optim.square_avg_init", cfg.optim.square_avg_init, 0)
     if cfg.optim.name != "rmsprop":
-        for key, unused in (("alpha", 0.99), ("square_avg_init", 0.0)):
+        for key in ("alpha", "square_avg_init"):
+            unused = getattr(OPTIM_DEFAULTS, key)
             if cfg.optim[key] != unused:
                 raise ConfigError(f"optim.{key}={cfg.optim[key]} is RMSProp's; optim.name={cfg.optim.name} "
                                   f"does not use it: choose optim=rmsprop or leave it at {unused}")

@@ -24,8 +24,11 @@ def _adam(cfg, params):
 def _rmsprop(cfg, params):
     import torch
 
-    alpha = getattr(cfg, "alpha", 0.99)  # read with defaults: configs written before these keys lack them
-    square_avg_init = getattr(cfg, "square_avg_init", 0.0)
+    from actstudy.schema import OPTIM_DEFAULTS
+
+    # configs written before these keys existed lack them
+    alpha = getattr(cfg, "alpha", OPTIM_DEFAULTS.alpha)
+    square_avg_init = getattr(cfg, "square_avg_init", OPTIM_DEFAULTS.square_avg_init)
     optimizer = torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
                                     alpha=alpha)
     if square_avg_init:

@@ -87,3 +87,4 @@ class Config:
 
 
 MODEL_DEFAULTS = ModelConfig()  # what build_stack gives a key a caller's config leaves out
+OPTIM_DEFAULTS = OptimConfig()  # what an optimizer reads for a key a config written before it lacks
