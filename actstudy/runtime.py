@@ -128,10 +128,16 @@ def freeze_long_lived_objects() -> None:
     tuples, saved tensors), so the collector runs every step or two, and every so often it walks all the
     objects the imports of torch, hydra and pandas left, which never become garbage. perf put the collector
     at ~9% of a compiled LSTM's training step (64 x 100, hidden 64, one thread); frozen, those objects are
-    skipped. The caller undoes it with gc.unfreeze() when the loop ends.
+    skipped. The caller undoes it with `thaw_long_lived_objects()` when the loop ends.
     """
     gc.collect()
     gc.freeze()
+
+
+def thaw_long_lived_objects() -> None:
+    """Undo `freeze_long_lived_objects`, so that whatever runs next in this process (a sweep worker's next run)
+    starts with nothing frozen and its garbage can be collected."""
+    gc.unfreeze()
 
 
 # glibc's tunable that backs malloc's big blocks with transparent huge pages (glibc 2.35 and later).

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import gc
 import logging
 import math
 import os
@@ -29,7 +28,7 @@ from actstudy.optimizers import build_optimizer
 from actstudy.probe import activation_stats, grad_profiles, vanishing_ratio
 from actstudy.rundir import CHECKPOINT, FINISHED, finite_or_none, write_csv, write_json
 from actstudy.runtime import (freeze_long_lived_objects, huge_pages_in_use, huge_pages_problem, pick_device,
-                              prepare_torch)
+                              prepare_torch, thaw_long_lived_objects)
 from actstudy.tasks import build_task
 
 log = logging.getLogger("actstudy")
@@ -390,7 +389,7 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
         log.warning("diverged: %s; keeping the metrics of the last good epoch", why)
     finally:
         progress.close()
-        gc.unfreeze()
+        thaw_long_lived_objects()
 
     x_test, y_test = task.splits["test"]
     last = evaluate(model, task, x_test, y_test, eval_bs, device, len_test) if status == rundir.COMPLETED else (None, None)

@@ -42,7 +42,6 @@ turns it off), as the actstudy command does; the header says so, with the CPU mo
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
@@ -60,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 from actstudy import native  # noqa: E402
 from actstudy.cells import VARIANTS, RecurrentStack  # noqa: E402
 from actstudy.runtime import (freeze_long_lived_objects, huge_pages_in_use, keep_freed_memory,  # noqa: E402
-                              restart_with_huge_pages)
+                              restart_with_huge_pages, thaw_long_lived_objects)
 
 SHAPES = [(64, 100, 64), (64, 200, 128), (32, 200, 32), (128, 400, 128)]
 INPUT = 2  # the adding problem's two features
@@ -151,7 +150,7 @@ def interleaved_medians(runs: dict, reps: int) -> dict:
             start = time.perf_counter()
             runs[key]()
             times[key].append(time.perf_counter() - start)
-    gc.unfreeze()
+    thaw_long_lived_objects()
     return {key: statistics.median(values) for key, values in times.items()}
 
 
