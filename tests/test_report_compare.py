@@ -266,6 +266,22 @@ def test_select_chooses_on_validation_and_warns_at_the_edge(cli, tmp_path):
     assert relu["diff_vs_reference"] == pytest.approx(0.705 - 0.855)
 
 
+def test_selection_names_no_value_where_every_run_diverged(cli, tmp_path):
+    # relu diverged at every learning rate: the report keeps one of its groups to show the divergence, but must
+    # not claim a rate was chosen (nor flag an edge) where none was better than another
+    root = tmp_path / "grid"
+    for acts, status in ((RELU, "diverged"), (CLASSIC, "completed")):
+        for lr in (1e-3, 1e-2):
+            for seed in (0, 1):
+                write_fake_run(root / f"{acts[1]}-{lr}-s{seed}", run_config(activations=acts, seed=seed, lr=lr),
+                               status=status, test_metric=0.8 + 0.01 * seed + lr)
+    frame = report(cli, root, "--select", "optim.lr")
+    relu, classic = row(frame, "adding", RELU), row(frame, "adding", CLASSIC)
+    assert relu["selected"] == "none: no value completed a run" and not relu["selected_at_edge"]
+    assert relu["diverged"] == 2
+    assert classic["selected"].startswith("optim.lr=")
+
+
 def test_a_study_file_can_ask_for_selection(cli, tmp_path):
     root = tmp_path / "grid"
     write_grid(root)
