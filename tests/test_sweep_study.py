@@ -10,13 +10,13 @@ from sweep_tools import outcome
 
 def test_studies_are_listed(cli):
     result = cli("list")
-    assert "activation_grid" in result.output and "360 runs" in result.output
+    assert "activation_grid" in result.output and "600 runs" in result.output
 
 
-def test_the_activation_grid_means_360_runs_and_dry_run_writes_nothing(cli, tmp_path):
+def test_the_activation_grid_means_600_runs_and_dry_run_writes_nothing(cli, tmp_path):
     result = cli("sweep", "study=activation_grid", f"hydra.sweep.dir={tmp_path / 'grid'}", "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "360 runs" in result.output and "360 new" in result.output
+    assert "600 runs" in result.output and "600 new" in result.output
     for value in ["model=gru", "model.activation.candidate=softsign", "optim.lr=0.03", "task=mnist1d", "seed=4"]:
         assert value in result.output
     assert not (tmp_path / "grid").exists()
@@ -49,4 +49,4 @@ def test_a_slice_of_the_study_trains_with_its_sizes_and_command_line_axes_win(cl
 
 def test_a_study_is_a_sweep_not_a_run(cli):
     result = cli("run", "study=activation_grid")
-    assert result.exit_code == 2 and "360 runs" in result.output
+    assert result.exit_code == 2 and "600 runs" in result.output
