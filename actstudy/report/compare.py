@@ -384,9 +384,9 @@ def select_groups(sections: list[TaskSection], keys: tuple[str, ...]) -> tuple[l
 
 def _selection(best: ConfigGroup, members: list[ConfigGroup], keys: tuple[str, ...]) -> Selection:
     config = best.runs[0].config
-    chosen = " ".join(f"{k}={show_value(config.get(k))}" for k in keys)
-    if not any(g.completed for g in members):  # every run at every value diverged: nothing was chosen on merit
-        chosen = "none: no value completed a run"
+    # where every run at every value diverged, no value was chosen on merit and none sits at an edge
+    chose = any(g.completed for g in members)
+    chosen = " ".join(f"{k}={show_value(config.get(k))}" for k in keys) if chose else "none: no value completed a run"
     at_edge = False
     grids = []
     for key in keys:
@@ -395,7 +395,7 @@ def _selection(best: ConfigGroup, members: list[ConfigGroup], keys: tuple[str, .
         numeric = [v for v in raw if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if len(numeric) == len(raw) and len(set(numeric)) > 1:
             here = config.get(key)
-            at_edge |= here in (min(numeric), max(numeric)) and any(g.completed for g in members)
+            at_edge |= chose and here in (min(numeric), max(numeric))
             values = [show_value(v) for v in sorted(set(numeric))]
         grids.append(f"{key}: {', '.join(values)}")
     return Selection(best.label, chosen, "; ".join(grids), at_edge)
