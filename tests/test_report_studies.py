@@ -76,7 +76,7 @@ def test_adding_rnn_controls_cross_activation_and_init_including_the_irnn():
 def test_claims_tunes_the_learning_rate_per_cell_and_gate_and_keeps_the_output_slot_command_valid():
     cfg = compose_study("claims")
     runs = jobs(cfg)
-    assert len(runs) == 2 * 2 * 4 * 5 * 5  # tasks x cells x gates x learning rates x seeds
+    assert len(runs) == 2 * 2 * 4 * 6 * 5  # tasks x cells x gates x learning rates x seeds
     assert_tuned_and_paired(cfg)
     for job in runs[:: 23]:  # a spread of tasks, cells, gates and rates
         check_buildable(compose_study("claims", tuple(job)))
@@ -149,7 +149,7 @@ def test_remedies_change_one_thing_each_from_the_reference_and_its_report_comman
     runs = jobs(cfg)
     assert_tuned_and_paired(cfg)
     remedies = str(cfg.hydra.sweeper.params["+remedy"]).split(",")
-    assert len(runs) == len(remedies) * 3 * 5
+    assert len(runs) == len(remedies) * 5 * 5  # remedies x learning rates x seeds
     fixed = ("optim.lr=1e-2", "seed=0")
     reference = flat(compose_study("remedies", ("+remedy=none", *fixed)))
     expected = {"one_layer": {"model.num_layers"}, "dropout": {"model.dropout"}, "l2": {"optim.weight_decay"},
@@ -170,7 +170,7 @@ def test_remedies_change_one_thing_each_from_the_reference_and_its_report_comman
 
 def test_copy_delays_pairs_lstm_and_gru_in_arjovskys_copy_setting_with_the_learning_rate_tuned():
     cfg = compose_study("copy_delays")
-    assert len(jobs(cfg)) == 2 * 2 * 5 * 5  # cells x delays x learning rates x seeds
+    assert len(jobs(cfg)) == 2 * 2 * 6 * 5  # cells x delays x learning rates x seeds
     assert_tuned_and_paired(cfg)
     lstm, gru = (compose_study("copy_delays", (f"model={cell}", "task.seq_len=100")) for cell in ("lstm", "gru"))
     for run in (lstm, gru):
