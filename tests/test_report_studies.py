@@ -73,6 +73,25 @@ def test_adding_rnn_controls_cross_activation_and_init_including_the_irnn():
     assert (run.optim.alpha, run.optim.square_avg_init, run.train.clip_grad, run.train.clip_value) == (0.9, 1e-3, None, 1.0)
 
 
+def test_adding_rnn_controls_reference_is_their_lstm_in_the_same_setting():
+    """The tanh-RNN sits at the baseline, so the study's first report reads every RNN against the LSTM of the
+    file's second command: adding_lengths' T = 100 run but for the budget, and a reference the report's
+    --reference pairs pick out for every activation and init of the RNN."""
+    lstm = compose_study("adding_rnn_controls", ("model=lstm", "model.init=glorot", "model.activation.candidate=tanh",
+                                                 "seed=0"))
+    check_buildable(lstm)
+    same = compose_study("adding_lengths", ("task.seq_len=100", "seed=0"))
+    assert {k for k, v in flat(lstm).items() if flat(same).get(k) != v} == {"train.max_updates"}
+    header = open(f"{config_dir()}/study/adding_rnn_controls.yaml").read()
+    named = {"model.cell": "lstm", "model.init": "glorot", "model.activation.candidate": "tanh", "model.forget_bias": "1"}
+    assert all(f"--reference {k}={v}" in header for k, v in named.items())
+    assert_is_reference(flat(lstm), named)
+    for candidate, init in itertools.product(("tanh", "relu"), ("glorot", "irnn")):
+        rnn = flat(compose_study("adding_rnn_controls", (f"model.activation.candidate={candidate}", f"model.init={init}",
+                                                         "seed=0")))
+        assert {k for k, v in flat(lstm).items() if rnn.get(k) != v} <= set(named)  # paired with the LSTM
+
+
 def test_claims_tunes_the_learning_rate_per_cell_and_gate_and_keeps_the_output_slot_command_valid():
     cfg = compose_study("claims")
     runs = jobs(cfg)
