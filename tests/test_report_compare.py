@@ -266,6 +266,20 @@ def test_select_chooses_on_validation_and_warns_at_the_edge(cli, tmp_path):
     assert relu["diff_vs_reference"] == pytest.approx(0.705 - 0.855)
 
 
+def test_selection_without_a_criterion_prefers_the_value_where_fewer_seeds_diverged(cli, tmp_path):
+    # relu at 1e-2: four of five seeds diverged and the survivor validates best of all; at 1e-3 every seed
+    # completed a little lower. Choosing 1e-2 on its one survivor would hide that the rate blows up.
+    root = tmp_path / "grid"
+    for lr, statuses, last in ((1e-3, ["completed"] * 5, 0.6), (1e-2, ["completed"] + ["diverged"] * 4, 0.9)):
+        for seed, status in enumerate(statuses):
+            write_fake_run(root / f"relu-{lr}-s{seed}", run_config(activations=RELU, seed=seed, lr=lr), status=status,
+                           train_metric=[0.1, 0.2, 0.3, 0.4, last + 0.05], gap_metric=0.05, test_metric=last)
+    frame = report(cli, root, "--select", "optim.lr")
+    relu = row(frame, "adding", RELU)
+    assert relu["selected"] == "optim.lr=0.001"
+    assert relu["test_metric_mean"] == pytest.approx(0.6)
+
+
 def test_selection_names_no_value_where_every_run_diverged(cli, tmp_path):
     # relu diverged at every learning rate: the report keeps one of its groups to show the divergence, but must
     # not claim a rate was chosen (nor flag an edge) where none was better than another

@@ -343,14 +343,16 @@ def selection_score(group: ConfigGroup) -> tuple[float, float, float]:
     """How good a group is on validation, larger is better. Where the task has a solved criterion (judged on
     validation), the fraction of seeds solved comes first and the updates they took second (`solve_times`: a
     seed that did not solve, diverged ones too, counts its whole budget): runs stopped once solved all end near
-    the criterion, so their best validation metric alone would pick among solving rates by noise. The mean
-    best validation metric of the completed seeds decides the rest."""
+    the criterion, so their best validation metric alone would pick among solving rates by noise. Without a
+    criterion, the fraction of seeds that did not diverge comes first: a value where most seeds blew up is not
+    chosen for the metric of the one that survived. The mean best validation metric of the completed seeds
+    decides the rest."""
     if not group.completed:
         return (-math.inf, -math.inf, -math.inf)
     metric = float(np.mean([r.best_val_metric for r in group.completed]))
     data = solve_times(group)
     if data is None:
-        return (0.0, 0.0, metric)
+        return (len(group.completed) / len(finished(group)), 0.0, metric)
     times, solved = data
     updates = float(np.mean(times))
     return (float(solved.mean()), -updates if np.isfinite(updates) else 0.0, metric)
