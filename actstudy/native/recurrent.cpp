@@ -316,6 +316,31 @@ void gather_gates(const T* rows, const LSTMLayout& L, int64_t batch, int64_t H, 
       std::copy(rows + b * width + gates[r] * H, rows + b * width + (gates[r] + 1) * H, buf + (b * 3 + r) * H);
 }
 
+// c_t = f c_{t-1} + i g for one row, with the gates a layout lacks fixed at 1 (f = 1 - i when coupled) as
+// template arguments, so that the loop has no test in it and vectorises. cp: zeros at t = 0.
+template <typename T, bool HasI, bool HasF, bool Coupled>
+void cell_row(int64_t H, const T* __restrict i, const T* __restrict f, const T* __restrict g,
+              const T* __restrict cp, T* __restrict c) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T ij = HasI ? i[j] : T(1);
+    const T fj = HasF ? f[j] : (Coupled ? T(1) - ij : T(1));
+    c[j] = fj * cp[j] + ij * g[j];
+  }
+}
+
+template <typename T>
+using CellRow = void (*)(int64_t, const T*, const T*, const T*, const T*, T*);
+
+template <typename T>
+CellRow<T> cell_row_for(const LSTMLayout& L) {
+  const bool has_i = L.bi >= 0, has_f = L.bf >= 0;
+  if (L.coupled) return &cell_row<T, true, false, true>;
+  if (has_i && has_f) return &cell_row<T, true, true, false>;
+  if (has_i) return &cell_row<T, true, false, false>;
+  if (has_f) return &cell_row<T, false, true, false>;
+  return &cell_row<T, false, false, false>;
+}
+
 template <typename T>
 void lstm_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Tensor& peephole,
                        const Tensor& recurrence, const LSTMLayout& L, const std::vector<Slot>& slot, Tensor& hs,
@@ -339,6 +364,8 @@ void lstm_forward_impl(const Tensor& projected, const Tensor& weight_hh, const T
   const T* pe_f = L.pf >= 0 ? pe + L.pf * H : nullptr;
   const T* pe_o = L.po >= 0 ? pe + L.po * H : nullptr;
   std::vector<T> squashed(H);
+  const CellRow<T> cell_update = cell_row_for<T>(L);
+  const std::vector<T> zeros(H, T(0));  // c_{-1}
   for (int64_t t = 0; t < steps; ++t) {
     // Pre-activations go straight into the activation buffer (activated in place) unless kept.
     T* pre_p = keep ? pres_p + t * tile : acts_p + t * tile;
@@ -369,14 +396,8 @@ void lstm_forward_impl(const Tensor& projected, const Tensor& weight_hh, const T
       if (L.bi >= 0) activate(gate, p + L.bi * H, a + L.bi * H, H);
       if (L.bf >= 0) activate(gate, p + L.bf * H, a + L.bf * H, H);
       activate(candidate, p + L.bg * H, a + L.bg * H, H);
-      const T* i = L.bi >= 0 ? a + L.bi * H : nullptr;
-      const T* f = L.bf >= 0 ? a + L.bf * H : nullptr;
-      const T* g = a + L.bg * H;
-      for (int64_t j = 0; j < H; ++j) {
-        const T ij = i ? i[j] : T(1);
-        const T fj = f ? f[j] : (L.coupled ? T(1) - ij : T(1));
-        c[j] = (cp ? fj * cp[j] : T(0)) + ij * g[j];
-      }
+      cell_update(H, L.bi >= 0 ? a + L.bi * H : nullptr, L.bf >= 0 ? a + L.bf * H : nullptr, a + L.bg * H,
+                  cp ? cp : zeros.data(), c);
       if (L.bo >= 0) {
         if (pe_o)
           for (int64_t j = 0; j < H; ++j) p[L.bo * H + j] += pe_o[j] * c[j];  // o peeks at the new c
@@ -438,6 +459,96 @@ void plain_lstm_row(int64_t H, const T* __restrict dh, const T* __restrict squas
   }
 }
 
+// The same row for the Greff et al. variants without the gate recurrence (every one but FGR): which gates
+// exist, whether they have peepholes and whether f = 1 - i are template arguments, so each layout gets its
+// own branch-free loop that the compiler vectorises. Written with run-time tests instead (the loop below,
+// kept for FGR), the tests stayed inside the loop and the variants' backward ran scalar.
+template <typename T, bool HasI, bool HasF, bool HasO, bool Peep, bool Coupled>
+void variant_lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, const T* __restrict squashed,
+                      const T* __restrict squashed_slope, const T* __restrict a, const T* __restrict slope,
+                      const T* __restrict c, const T* __restrict cp, const T* __restrict pe_i,  // cp: zeros at t = 0
+                      const T* __restrict pe_f, const T* __restrict pe_o, T* __restrict dc, T* __restrict gp,
+                      T* __restrict gpe_i, T* __restrict gpe_f, T* __restrict gpe_o) {
+  const T* i = HasI ? a + L.bi * H : nullptr;
+  const T* f = HasF ? a + L.bf * H : nullptr;
+  const T* g = a + L.bg * H;
+  const T* o = HasO ? a + L.bo * H : nullptr;
+  const T* si = HasI ? slope + L.bi * H : nullptr;
+  const T* sf = HasF ? slope + L.bf * H : nullptr;
+  const T* sg = slope + L.bg * H;
+  const T* so = HasO ? slope + L.bo * H : nullptr;
+  T* gi = HasI ? gp + L.bi * H : nullptr;
+  T* gf = HasF ? gp + L.bf * H : nullptr;
+  T* gg = gp + L.bg * H;
+  T* go = HasO ? gp + L.bo * H : nullptr;
+  for (int64_t j = 0; j < H; ++j) {
+    const T cpj = cp[j];
+    T d_pre_o = T(0);
+    if constexpr (HasO) {
+      d_pre_o = dh[j] * squashed[j] * so[j];
+      go[j] = d_pre_o;
+    }
+    T dcj = dc[j] + dh[j] * (HasO ? o[j] : T(1)) * squashed_slope[j];
+    if constexpr (HasO && Peep) dcj += d_pre_o * pe_o[j];
+    const T ij = HasI ? i[j] : T(1);
+    gg[j] = dcj * ij * sg[j];
+    T d_i = dcj * g[j];
+    const T d_f = dcj * cpj;
+    if constexpr (Coupled) d_i -= d_f;  // f = 1 - i
+    T d_pre_i = T(0), d_pre_f = T(0);
+    if constexpr (HasI) {
+      d_pre_i = d_i * si[j];
+      gi[j] = d_pre_i;
+    }
+    if constexpr (HasF) {
+      d_pre_f = d_f * sf[j];
+      gf[j] = d_pre_f;
+    }
+    const T fj = HasF ? f[j] : (Coupled ? T(1) - ij : T(1));
+    T carry = dcj * fj;  // dL/dc_{t-1}
+    if constexpr (Peep && HasI) carry += d_pre_i * pe_i[j];
+    if constexpr (Peep && HasF) carry += d_pre_f * pe_f[j];
+    dc[j] = carry;
+    if constexpr (Peep && HasI) gpe_i[j] += d_pre_i * cpj;
+    if constexpr (Peep && HasF) gpe_f[j] += d_pre_f * cpj;
+    if constexpr (Peep && HasO) gpe_o[j] += d_pre_o * c[j];
+  }
+}
+
+template <typename T>
+using VariantRow = void (*)(const LSTMLayout&, int64_t, const T*, const T*, const T*, const T*, const T*, const T*,
+                            const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*);
+
+// The instance of variant_lstm_row for a layout; null for the gate recurrence (FGR) and for peepholes on only
+// some of the gates (no cell makes those), which take the general loop.
+template <typename T>
+VariantRow<T> variant_row_for(const LSTMLayout& L, bool pi, bool pf, bool po) {
+  if (L.recurrent_gates) return nullptr;
+  const bool has_i = L.bi >= 0, has_f = L.bf >= 0, has_o = L.bo >= 0;
+  const bool peep = pi || pf || po;
+  if (peep && (pi != has_i || pf != has_f || po != has_o)) return nullptr;
+  if (L.coupled) {
+    if (!has_i || has_f) return nullptr;
+    if (has_o) return peep ? &variant_lstm_row<T, true, false, true, true, true>
+                           : &variant_lstm_row<T, true, false, true, false, true>;
+    return peep ? &variant_lstm_row<T, true, false, false, true, true>
+                : &variant_lstm_row<T, true, false, false, false, true>;
+  }
+#define ACTSTUDY_ROW(I, F, O)                                                                               \
+  if (has_i == I && has_f == F && has_o == O)                                                               \
+    return peep ? &variant_lstm_row<T, I, F, O, true, false> : &variant_lstm_row<T, I, F, O, false, false>;
+  ACTSTUDY_ROW(true, true, true)
+  ACTSTUDY_ROW(false, true, true)
+  ACTSTUDY_ROW(true, false, true)
+  ACTSTUDY_ROW(true, true, false)
+  ACTSTUDY_ROW(false, false, true)
+  ACTSTUDY_ROW(false, true, false)
+  ACTSTUDY_ROW(true, false, false)
+  ACTSTUDY_ROW(false, false, false)
+#undef ACTSTUDY_ROW
+  return nullptr;
+}
+
 template <typename T>
 void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Tensor& peephole,
                         const Tensor& recurrence, const LSTMLayout& L, const std::vector<Slot>& slot,
@@ -472,6 +583,8 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
   // torch.nn's LSTM (blocks i, f, g, o; no peepholes, no gate recurrence): a branch-free loop that vectorises.
   const bool plain = L.bi == 0 && L.bf == 1 && L.bg == 2 && L.bo == 3 && !L.coupled && !L.recurrent_gates &&
                      !pe_i && !pe_f && !pe_o;
+  const VariantRow<T> variant_row = plain ? nullptr : variant_row_for<T>(L, pe_i, pe_f, pe_o);
+  const std::vector<T> zeros(variant_row ? H : 0, T(0));  // c_{-1}, for the variant rows
   for (int64_t t = steps - 1; t >= 0; --t) {
     // dL/dh_t: from above, and from step t+1 through W_hh
     grad_rows.copy_step(t, batch, H, dh.data());
@@ -502,6 +615,11 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
       slope_of(output, c, squashed.data(), squashed_slope.data(), H);
       if (plain) {
         plain_lstm_row(H, dhb, squashed.data(), squashed_slope.data(), a, slope.data(), cp, dcb, gp);
+        continue;
+      }
+      if (variant_row) {
+        variant_row(L, H, dhb, squashed.data(), squashed_slope.data(), a, slope.data(), c, cp ? cp : zeros.data(),
+                    pe_i, pe_f, pe_o, dcb, gp, gpe_i, gpe_f, gpe_o);
         continue;
       }
       for (int64_t j = 0; j < H; ++j) {
