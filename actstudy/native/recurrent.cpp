@@ -459,16 +459,18 @@ void plain_lstm_row(int64_t H, const T* __restrict dh, const T* __restrict squas
   }
 }
 
-// The same row for the Greff et al. variants without the gate recurrence (every one but FGR): which gates
-// exist, whether they have peepholes and whether f = 1 - i are template arguments, so each layout gets its
-// own branch-free loop that the compiler vectorises. Written with run-time tests instead (the loop below,
-// kept for FGR), the tests stayed inside the loop and the variants' backward ran scalar.
-template <typename T, bool HasI, bool HasF, bool HasO, bool Peep, bool Coupled>
+// The same row for every other layout (the Greff et al. variants): which gates exist, whether they have
+// peepholes, whether f = 1 - i and whether the gates feed back through R (FGR) are template arguments, so
+// each layout gets its own branch-free loop that the compiler vectorises. Written once with run-time tests
+// instead, the tests stayed inside the loop and the variants' backward ran scalar. cp is zeros at t = 0;
+// fg (FGR only) is dL/d[i, f, o] from step t+1 through R, in the row's block layout, zeros at t = T-1.
+template <typename T, bool HasI, bool HasF, bool HasO, bool Peep, bool Coupled, bool Feedback>
 void variant_lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, const T* __restrict squashed,
                       const T* __restrict squashed_slope, const T* __restrict a, const T* __restrict slope,
-                      const T* __restrict c, const T* __restrict cp, const T* __restrict pe_i,  // cp: zeros at t = 0
-                      const T* __restrict pe_f, const T* __restrict pe_o, T* __restrict dc, T* __restrict gp,
-                      T* __restrict gpe_i, T* __restrict gpe_f, T* __restrict gpe_o) {
+                      const T* __restrict c, const T* __restrict cp, const T* __restrict fg,
+                      const T* __restrict pe_i, const T* __restrict pe_f, const T* __restrict pe_o,
+                      T* __restrict dc, T* __restrict gp, T* __restrict gpe_i, T* __restrict gpe_f,
+                      T* __restrict gpe_o) {
   const T* i = HasI ? a + L.bi * H : nullptr;
   const T* f = HasF ? a + L.bf * H : nullptr;
   const T* g = a + L.bg * H;
@@ -485,7 +487,9 @@ void variant_lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, co
     const T cpj = cp[j];
     T d_pre_o = T(0);
     if constexpr (HasO) {
-      d_pre_o = dh[j] * squashed[j] * so[j];
+      T d_o = dh[j] * squashed[j];
+      if constexpr (Feedback) d_o += fg[L.bo * H + j];
+      d_pre_o = d_o * so[j];
       go[j] = d_pre_o;
     }
     T dcj = dc[j] + dh[j] * (HasO ? o[j] : T(1)) * squashed_slope[j];
@@ -493,7 +497,11 @@ void variant_lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, co
     const T ij = HasI ? i[j] : T(1);
     gg[j] = dcj * ij * sg[j];
     T d_i = dcj * g[j];
-    const T d_f = dcj * cpj;
+    T d_f = dcj * cpj;
+    if constexpr (Feedback) {
+      d_i += fg[L.bi * H + j];
+      d_f += fg[L.bf * H + j];
+    }
     if constexpr (Coupled) d_i -= d_f;  // f = 1 - i
     T d_pre_i = T(0), d_pre_f = T(0);
     if constexpr (HasI) {
@@ -517,26 +525,31 @@ void variant_lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, co
 
 template <typename T>
 using VariantRow = void (*)(const LSTMLayout&, int64_t, const T*, const T*, const T*, const T*, const T*, const T*,
-                            const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*);
+                            const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*);
 
-// The instance of variant_lstm_row for a layout; null for the gate recurrence (FGR) and for peepholes on only
-// some of the gates (no cell makes those), which take the general loop.
+// The instance of variant_lstm_row for a layout. Every layout a cell makes has one: peepholes on all of its
+// gates or on none, f = 1 - i only with an input gate and no forget gate of its own, the gate recurrence
+// only with all three gates.
 template <typename T>
 VariantRow<T> variant_row_for(const LSTMLayout& L, bool pi, bool pf, bool po) {
-  if (L.recurrent_gates) return nullptr;
   const bool has_i = L.bi >= 0, has_f = L.bf >= 0, has_o = L.bo >= 0;
   const bool peep = pi || pf || po;
-  if (peep && (pi != has_i || pf != has_f || po != has_o)) return nullptr;
-  if (L.coupled) {
-    if (!has_i || has_f) return nullptr;
-    if (has_o) return peep ? &variant_lstm_row<T, true, false, true, true, true>
-                           : &variant_lstm_row<T, true, false, true, false, true>;
-    return peep ? &variant_lstm_row<T, true, false, false, true, true>
-                : &variant_lstm_row<T, true, false, false, false, true>;
-  }
-#define ACTSTUDY_ROW(I, F, O)                                                                               \
-  if (has_i == I && has_f == F && has_o == O)                                                               \
-    return peep ? &variant_lstm_row<T, I, F, O, true, false> : &variant_lstm_row<T, I, F, O, false, false>;
+  TORCH_CHECK(!peep || (pi == has_i && pf == has_f && po == has_o), "peepholes must be on every gate or none");
+  TORCH_CHECK(!L.coupled || (has_i && !has_f), "coupled gates need an input gate and no forget gate");
+  TORCH_CHECK(!L.recurrent_gates || (has_i && has_f && has_o && !L.coupled),
+              "the gate recurrence needs the input, forget and output gates");
+  if (L.recurrent_gates)
+    return peep ? &variant_lstm_row<T, true, true, true, true, false, true>
+                : &variant_lstm_row<T, true, true, true, false, false, true>;
+  if (L.coupled)
+    return has_o ? (peep ? &variant_lstm_row<T, true, false, true, true, true, false>
+                         : &variant_lstm_row<T, true, false, true, false, true, false>)
+                 : (peep ? &variant_lstm_row<T, true, false, false, true, true, false>
+                         : &variant_lstm_row<T, true, false, false, false, true, false>);
+#define ACTSTUDY_ROW(I, F, O)                                                                  \
+  if (has_i == I && has_f == F && has_o == O)                                                  \
+    return peep ? &variant_lstm_row<T, I, F, O, true, false, false>                            \
+                : &variant_lstm_row<T, I, F, O, false, false, false>;
   ACTSTUDY_ROW(true, true, true)
   ACTSTUDY_ROW(false, true, true)
   ACTSTUDY_ROW(true, false, true)
@@ -544,9 +557,9 @@ VariantRow<T> variant_row_for(const LSTMLayout& L, bool pi, bool pf, bool po) {
   ACTSTUDY_ROW(false, false, true)
   ACTSTUDY_ROW(false, true, false)
   ACTSTUDY_ROW(true, false, false)
-  ACTSTUDY_ROW(false, false, false)
 #undef ACTSTUDY_ROW
-  return nullptr;
+  return peep ? &variant_lstm_row<T, false, false, false, true, false, false>
+              : &variant_lstm_row<T, false, false, false, false, false, false>;
 }
 
 template <typename T>
@@ -584,7 +597,7 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
   const bool plain = L.bi == 0 && L.bf == 1 && L.bg == 2 && L.bo == 3 && !L.coupled && !L.recurrent_gates &&
                      !pe_i && !pe_f && !pe_o;
   const VariantRow<T> variant_row = plain ? nullptr : variant_row_for<T>(L, pe_i, pe_f, pe_o);
-  const std::vector<T> zeros(variant_row ? H : 0, T(0));  // c_{-1}, for the variant rows
+  const std::vector<T> zeros(plain ? 0 : width, T(0));  // c_{-1}, and no feedback after the last step
   for (int64_t t = steps - 1; t >= 0; --t) {
     // dL/dh_t: from above, and from step t+1 through W_hh
     grad_rows.copy_step(t, batch, H, dh.data());
@@ -613,51 +626,11 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
       slope_of(candidate, x ? x + L.bg * H : nullptr, a + L.bg * H, slope.data() + L.bg * H, H);
       activate(output, c, squashed.data(), H);
       slope_of(output, c, squashed.data(), squashed_slope.data(), H);
-      if (plain) {
+      if (plain)
         plain_lstm_row(H, dhb, squashed.data(), squashed_slope.data(), a, slope.data(), cp, dcb, gp);
-        continue;
-      }
-      if (variant_row) {
+      else
         variant_row(L, H, dhb, squashed.data(), squashed_slope.data(), a, slope.data(), c, cp ? cp : zeros.data(),
-                    pe_i, pe_f, pe_o, dcb, gp, gpe_i, gpe_f, gpe_o);
-        continue;
-      }
-      for (int64_t j = 0; j < H; ++j) {
-        const T dhj = dhb[j];
-        const T cpj = cp ? cp[j] : T(0);
-        const T ij = L.bi >= 0 ? a[L.bi * H + j] : T(1);
-        const T gj = a[L.bg * H + j];
-        const T oj = L.bo >= 0 ? a[L.bo * H + j] : T(1);
-        T d_pre_o = T(0);
-        if (L.bo >= 0) {
-          const T d_o = dhj * squashed[j] + (fg ? fg[L.bo * H + j] : T(0));
-          d_pre_o = d_o * slope[L.bo * H + j];
-          gp[L.bo * H + j] = d_pre_o;
-        }
-        T dcj = dcb[j] + dhj * oj * squashed_slope[j];
-        if (pe_o) dcj += d_pre_o * pe_o[j];
-        gp[L.bg * H + j] = dcj * ij * slope[L.bg * H + j];
-        T d_i = dcj * gj + (fg && L.bi >= 0 ? fg[L.bi * H + j] : T(0));
-        const T d_f = dcj * cpj + (fg && L.bf >= 0 ? fg[L.bf * H + j] : T(0));
-        if (L.coupled) d_i -= d_f;  // f = 1 - i
-        T d_pre_i = T(0), d_pre_f = T(0);
-        if (L.bi >= 0) {
-          d_pre_i = d_i * slope[L.bi * H + j];
-          gp[L.bi * H + j] = d_pre_i;
-        }
-        if (L.bf >= 0) {
-          d_pre_f = d_f * slope[L.bf * H + j];
-          gp[L.bf * H + j] = d_pre_f;
-        }
-        const T fj = L.bf >= 0 ? a[L.bf * H + j] : (L.coupled ? T(1) - ij : T(1));
-        T carry = dcj * fj;  // dL/dc_{t-1}
-        if (pe_i) carry += d_pre_i * pe_i[j];
-        if (pe_f) carry += d_pre_f * pe_f[j];
-        dcb[j] = carry;
-        if (gpe_i) gpe_i[j] += d_pre_i * cpj;
-        if (gpe_f) gpe_f[j] += d_pre_f * cpj;
-        if (gpe_o) gpe_o[j] += d_pre_o * c[j];
-      }
+                    fg ? fg : zeros.data(), pe_i, pe_f, pe_o, dcb, gp, gpe_i, gpe_f, gpe_o);
     }
     if (L.recurrent_gates && t > 0) {  // dL/d[i, f, o]_{t-1} through R, for step t-1
       gather_gates(gp_p, L, batch, H, width, grad_gates.data());
