@@ -439,33 +439,14 @@ std::vector<Tensor> lstm_forward(Tensor projected, Tensor weight_hh, Tensor peep
   return {hs, acts, cells, pres.defined() ? pres : at::empty({0}, options)};
 }
 
-// One row of the plain LSTM's backward step: d pre for i, f, g, o from dL/dh_t and the carried dL/dc, and
-// dL/dc_{t-1} (into dc). `a` and `slope` are the row's gate values and their slopes (i, f, g, o blocks),
-// `cp` c_{t-1} or null at t = 0.
-template <typename T>
-void plain_lstm_row(int64_t H, const T* __restrict dh, const T* __restrict squashed, const T* __restrict squashed_slope,
-                    const T* __restrict a, const T* __restrict slope, const T* __restrict cp, T* __restrict dc,
-                    T* __restrict gp) {
-  const T *i = a, *f = a + H, *g = a + 2 * H, *o = a + 3 * H;
-  const T *si = slope, *sf = slope + H, *sg = slope + 2 * H, *so = slope + 3 * H;
-  if (cp == nullptr) std::fill(gp + H, gp + 2 * H, T(0));  // c_{-1} = 0: no forget-gate gradient at t = 0
-  for (int64_t j = 0; j < H; ++j) {
-    const T dcj = dc[j] + dh[j] * o[j] * squashed_slope[j];
-    gp[j] = dcj * g[j] * si[j];
-    if (cp) gp[H + j] = dcj * cp[j] * sf[j];  // loop-invariant: the compiler makes two loops of this one
-    gp[2 * H + j] = dcj * i[j] * sg[j];
-    gp[3 * H + j] = dh[j] * squashed[j] * so[j];
-    dc[j] = dcj * f[j];
-  }
-}
-
-// The same row for every other layout (the Greff et al. variants): which gates exist, whether they have
-// peepholes, whether f = 1 - i and whether the gates feed back through R (FGR) are template arguments, so
-// each layout gets its own branch-free loop that the compiler vectorises. Written once with run-time tests
-// instead, the tests stayed inside the loop and the variants' backward ran scalar. cp is zeros at t = 0;
-// fg (FGR only) is dL/d[i, f, o] from step t+1 through R, in the row's block layout, zeros at t = T-1.
+// One row of the LSTM's backward step: d pre for each gate block from dL/dh_t and the carried dL/dc, and
+// dL/dc_{t-1} (into dc), for any layout (the plain LSTM and every Greff et al. variant). Which gates exist,
+// whether they have peepholes, whether f = 1 - i and whether the gates feed back through R (FGR) are template
+// arguments, so each layout gets its own branch-free loop that the compiler vectorises; written once with
+// run-time tests instead, the tests stayed inside the loop and the variants' backward ran scalar. cp is zeros
+// at t = 0; fg (FGR only) is dL/d[i, f, o] from step t+1 through R, in the row's block layout, zeros at t = T-1.
 template <typename T, bool HasI, bool HasF, bool HasO, bool Peep, bool Coupled, bool Feedback>
-void variant_lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, const T* __restrict squashed,
+void lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, const T* __restrict squashed,
                       const T* __restrict squashed_slope, const T* __restrict a, const T* __restrict slope,
                       const T* __restrict c, const T* __restrict cp, const T* __restrict fg,
                       const T* __restrict pe_i, const T* __restrict pe_f, const T* __restrict pe_o,
@@ -524,14 +505,14 @@ void variant_lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, co
 }
 
 template <typename T>
-using VariantRow = void (*)(const LSTMLayout&, int64_t, const T*, const T*, const T*, const T*, const T*, const T*,
+using LSTMRow = void (*)(const LSTMLayout&, int64_t, const T*, const T*, const T*, const T*, const T*, const T*,
                             const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*);
 
-// The instance of variant_lstm_row for a layout. Every layout a cell makes has one: peepholes on all of its
+// The instance of lstm_row for a layout. Every layout a cell makes has one: peepholes on all of its
 // gates or on none, f = 1 - i only with an input gate and no forget gate of its own, the gate recurrence
 // only with all three gates.
 template <typename T>
-VariantRow<T> variant_row_for(const LSTMLayout& L, bool pi, bool pf, bool po) {
+LSTMRow<T> lstm_row_for(const LSTMLayout& L, bool pi, bool pf, bool po) {
   const bool has_i = L.bi >= 0, has_f = L.bf >= 0, has_o = L.bo >= 0;
   const bool peep = pi || pf || po;
   TORCH_CHECK(!peep || (pi == has_i && pf == has_f && po == has_o), "peepholes must be on every gate or none");
@@ -539,17 +520,17 @@ VariantRow<T> variant_row_for(const LSTMLayout& L, bool pi, bool pf, bool po) {
   TORCH_CHECK(!L.recurrent_gates || (has_i && has_f && has_o && !L.coupled),
               "the gate recurrence needs the input, forget and output gates");
   if (L.recurrent_gates)
-    return peep ? &variant_lstm_row<T, true, true, true, true, false, true>
-                : &variant_lstm_row<T, true, true, true, false, false, true>;
+    return peep ? &lstm_row<T, true, true, true, true, false, true>
+                : &lstm_row<T, true, true, true, false, false, true>;
   if (L.coupled)
-    return has_o ? (peep ? &variant_lstm_row<T, true, false, true, true, true, false>
-                         : &variant_lstm_row<T, true, false, true, false, true, false>)
-                 : (peep ? &variant_lstm_row<T, true, false, false, true, true, false>
-                         : &variant_lstm_row<T, true, false, false, false, true, false>);
+    return has_o ? (peep ? &lstm_row<T, true, false, true, true, true, false>
+                         : &lstm_row<T, true, false, true, false, true, false>)
+                 : (peep ? &lstm_row<T, true, false, false, true, true, false>
+                         : &lstm_row<T, true, false, false, false, true, false>);
 #define ACTSTUDY_ROW(I, F, O)                                                                  \
   if (has_i == I && has_f == F && has_o == O)                                                  \
-    return peep ? &variant_lstm_row<T, I, F, O, true, false, false>                            \
-                : &variant_lstm_row<T, I, F, O, false, false, false>;
+    return peep ? &lstm_row<T, I, F, O, true, false, false>                            \
+                : &lstm_row<T, I, F, O, false, false, false>;
   ACTSTUDY_ROW(true, true, true)
   ACTSTUDY_ROW(false, true, true)
   ACTSTUDY_ROW(true, false, true)
@@ -558,8 +539,8 @@ VariantRow<T> variant_row_for(const LSTMLayout& L, bool pi, bool pf, bool po) {
   ACTSTUDY_ROW(false, true, false)
   ACTSTUDY_ROW(true, false, false)
 #undef ACTSTUDY_ROW
-  return peep ? &variant_lstm_row<T, false, false, false, true, false, false>
-              : &variant_lstm_row<T, false, false, false, false, false, false>;
+  return peep ? &lstm_row<T, false, false, false, true, false, false>
+              : &lstm_row<T, false, false, false, false, false, false>;
 }
 
 template <typename T>
@@ -593,11 +574,8 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
   T* gpe_f = L.pf >= 0 ? gpe + L.pf * H : nullptr;
   T* gpe_o = L.po >= 0 ? gpe + L.po * H : nullptr;
   std::vector<T> squashed(H), squashed_slope(H), slope(width);
-  // torch.nn's LSTM (blocks i, f, g, o; no peepholes, no gate recurrence): a branch-free loop that vectorises.
-  const bool plain = L.bi == 0 && L.bf == 1 && L.bg == 2 && L.bo == 3 && !L.coupled && !L.recurrent_gates &&
-                     !pe_i && !pe_f && !pe_o;
-  const VariantRow<T> variant_row = plain ? nullptr : variant_row_for<T>(L, pe_i, pe_f, pe_o);
-  const std::vector<T> zeros(plain ? 0 : width, T(0));  // c_{-1}, and no feedback after the last step
+  const LSTMRow<T> row = lstm_row_for<T>(L, pe_i, pe_f, pe_o);
+  const std::vector<T> zeros(width, T(0));  // c_{-1}, and no feedback after the last step
   for (int64_t t = steps - 1; t >= 0; --t) {
     // dL/dh_t: from above, and from step t+1 through W_hh
     grad_rows.copy_step(t, batch, H, dh.data());
@@ -626,11 +604,8 @@ void lstm_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Te
       slope_of(candidate, x ? x + L.bg * H : nullptr, a + L.bg * H, slope.data() + L.bg * H, H);
       activate(output, c, squashed.data(), H);
       slope_of(output, c, squashed.data(), squashed_slope.data(), H);
-      if (plain)
-        plain_lstm_row(H, dhb, squashed.data(), squashed_slope.data(), a, slope.data(), cp, dcb, gp);
-      else
-        variant_row(L, H, dhb, squashed.data(), squashed_slope.data(), a, slope.data(), c, cp ? cp : zeros.data(),
-                    fg ? fg : zeros.data(), pe_i, pe_f, pe_o, dcb, gp, gpe_i, gpe_f, gpe_o);
+      row(L, H, dhb, squashed.data(), squashed_slope.data(), a, slope.data(), c, cp ? cp : zeros.data(),
+          fg ? fg : zeros.data(), pe_i, pe_f, pe_o, dcb, gp, gpe_i, gpe_f, gpe_o);
     }
     if (L.recurrent_gates && t > 0) {  // dL/d[i, f, o]_{t-1} through R, for step t-1
       gather_gates(gp_p, L, batch, H, width, grad_gates.data());
