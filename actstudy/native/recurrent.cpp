@@ -447,11 +447,10 @@ std::vector<Tensor> lstm_forward(Tensor projected, Tensor weight_hh, Tensor peep
 // at t = 0; fg (FGR only) is dL/d[i, f, o] from step t+1 through R, in the row's block layout, zeros at t = T-1.
 template <typename T, bool HasI, bool HasF, bool HasO, bool Peep, bool Coupled, bool Feedback>
 void lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, const T* __restrict squashed,
-                      const T* __restrict squashed_slope, const T* __restrict a, const T* __restrict slope,
-                      const T* __restrict c, const T* __restrict cp, const T* __restrict fg,
-                      const T* __restrict pe_i, const T* __restrict pe_f, const T* __restrict pe_o,
-                      T* __restrict dc, T* __restrict gp, T* __restrict gpe_i, T* __restrict gpe_f,
-                      T* __restrict gpe_o) {
+              const T* __restrict squashed_slope, const T* __restrict a, const T* __restrict slope,
+              const T* __restrict c, const T* __restrict cp, const T* __restrict fg, const T* __restrict pe_i,
+              const T* __restrict pe_f, const T* __restrict pe_o, T* __restrict dc, T* __restrict gp,
+              T* __restrict gpe_i, T* __restrict gpe_f, T* __restrict gpe_o) {
   const T* i = HasI ? a + L.bi * H : nullptr;
   const T* f = HasF ? a + L.bf * H : nullptr;
   const T* g = a + L.bg * H;
@@ -506,7 +505,7 @@ void lstm_row(const LSTMLayout& L, int64_t H, const T* __restrict dh, const T* _
 
 template <typename T>
 using LSTMRow = void (*)(const LSTMLayout&, int64_t, const T*, const T*, const T*, const T*, const T*, const T*,
-                            const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*);
+                         const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*);
 
 // The instance of lstm_row for a layout. Every layout a cell makes has one: peepholes on all of its
 // gates or on none, f = 1 - i only with an input gate and no forget gate of its own, the gate recurrence
@@ -527,10 +526,9 @@ LSTMRow<T> lstm_row_for(const LSTMLayout& L, bool pi, bool pf, bool po) {
                          : &lstm_row<T, true, false, true, false, true, false>)
                  : (peep ? &lstm_row<T, true, false, false, true, true, false>
                          : &lstm_row<T, true, false, false, false, true, false>);
-#define ACTSTUDY_ROW(I, F, O)                                                                  \
-  if (has_i == I && has_f == F && has_o == O)                                                  \
-    return peep ? &lstm_row<T, I, F, O, true, false, false>                            \
-                : &lstm_row<T, I, F, O, false, false, false>;
+#define ACTSTUDY_ROW(I, F, O)                                                                          \
+  if (has_i == I && has_f == F && has_o == O)                                                          \
+    return peep ? &lstm_row<T, I, F, O, true, false, false> : &lstm_row<T, I, F, O, false, false, false>;
   ACTSTUDY_ROW(true, true, true)
   ACTSTUDY_ROW(false, true, true)
   ACTSTUDY_ROW(true, false, true)
