@@ -284,6 +284,17 @@ Tensor with_unit_stride(const Tensor& grad) {
   return grad.stride(2) == 1 ? grad : grad.contiguous();
 }
 
+// dL/dW_hh = sum_t dpre_t^T h_{t-1} (G*H, H), one matmul over every step's rows (h_0 = 0 adds nothing). Taken
+// as (H, G*H) = h^T dpre and transposed: the BLAS ran the (G*H, N) by (N, H) order 1.5x slower at
+// 128/400/128 (59 against 38 ms on one core here) and 7% slower at 64/200/128, for the same arithmetic.
+Tensor grad_recurrent_weight(const Tensor& grad_pre, const Tensor& hs, const Tensor& weight_hh) {
+  const int64_t steps = hs.size(0), H = hs.size(2), width = grad_pre.size(2);
+  if (steps < 2) return at::zeros_like(weight_hh);
+  const Tensor h_rows = hs.narrow(0, 0, steps - 1).reshape({-1, H});              // ((T-1)*B, H)
+  const Tensor grad_rows = grad_pre.narrow(0, 1, steps - 1).reshape({-1, width});  // ((T-1)*B, G*H)
+  return at::mm(h_rows.t(), grad_rows).t().contiguous();
+}
+
 // ------------------------------------------------------------------------------------------------ LSTM
 //
 // One layout for the plain LSTM and every Greff et al. variant: `blocks` gives the block index of i, f,
@@ -644,13 +655,8 @@ std::vector<Tensor> lstm_backward(Tensor grad_hs, Tensor weight_hh, Tensor peeph
     lstm_backward_impl<scalar_t>(grad_hs, weight_hh, peephole, recurrence, L, slot, acts, cells, pres, grad_pre,
                                  grad_peephole, grad_recurrence);
   });
-  // dL/dW_hh = sum_t dpre_t^T h_{t-1}, one matmul over every step's rows (h_0 = 0 adds nothing).
-  Tensor grad_weight_hh = at::zeros_like(weight_hh);
-  if (steps > 1)  // (G*H, (T-1)*B) @ ((T-1)*B, H)
-    at::mm_out(grad_weight_hh, grad_pre.narrow(0, 1, steps - 1).reshape({-1, width}).t(),
-               hs.narrow(0, 0, steps - 1).reshape({-1, H}));
-  return {grad_pre, grad_weight_hh, grad_peephole.defined() ? grad_peephole : at::empty({0}, acts.options()),
-          grad_recurrence};
+  return {grad_pre, grad_recurrent_weight(grad_pre, hs, weight_hh),
+          grad_peephole.defined() ? grad_peephole : at::empty({0}, acts.options()), grad_recurrence};
 }
 
 // ------------------------------------------------------------------------------------------------ GRU
@@ -879,11 +885,7 @@ std::vector<Tensor> rnn_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Te
       for (int64_t k = 0; k < state; ++k) gp[t * state + k] = dh[k] * slope[k];
     }
   });
-  Tensor grad_weight_hh = at::zeros_like(weight_hh);
-  if (steps > 1)
-    at::mm_out(grad_weight_hh, grad_pre.narrow(0, 1, steps - 1).reshape({-1, H}).t(),
-               hs.narrow(0, 0, steps - 1).reshape({-1, H}));
-  return {grad_pre, grad_weight_hh};
+  return {grad_pre, grad_recurrent_weight(grad_pre, hs, weight_hh)};
 }
 
 // Activation and derivative alone, so that tests can pin every code to the registry directly.
