@@ -128,18 +128,18 @@ class RecurrentCell(nn.Module):
         """One time step from the projected input (B, G*H); returns (h_t, new state)."""
         raise NotImplementedError
 
-    def sequence(self, projected: Tensor, compiled: bool = True) -> Optional[Tensor]:
-        """h_1..h_T (T, B, H) from zero state with a hand-written backward, or None when this cell's
-        configuration has none and the layer must loop `step` under autograd.
+    def sequence(self, xs: Tensor, compiled: bool = True) -> Optional[Tensor]:
+        """h_1..h_T (T, B, H) of the inputs xs (T, B, I) from zero state with a hand-written backward, or
+        None when this cell's configuration has none and the layer must loop `step` under autograd.
 
         The compiled loop (actstudy/native) runs where it could be built and the tensors are on the CPU,
         unless `compiled` is False; otherwise the Python loop of actstudy/bptt.py.
         """
         return None
 
-    def _compiled(self, projected: Tensor, compiled: bool, *slots: Activation) -> Optional[tuple[Any, list, list]]:
-        """(module, codes, slopes) when the compiled loop can run this cell on `projected`, else None."""
-        if not compiled or projected.device.type != "cpu" or projected.dtype not in (torch.float32, torch.float64):
+    def _compiled(self, xs: Tensor, compiled: bool, *slots: Activation) -> Optional[tuple[Any, list, list]]:
+        """(module, codes, slopes) when the compiled loop can run this cell on `xs`, else None."""
+        if not compiled or xs.device.type != "cpu" or xs.dtype not in (torch.float32, torch.float64):
             return None
         module = native.load()
         codes = native.slot_codes(*slots) if module is not None else None
@@ -260,19 +260,21 @@ class LSTMCell(RecurrentCell):
             return h, (h, c, torch.cat((i, f, o), 1))
         return h, (h, c)
 
-    def sequence(self, projected: Tensor, compiled: bool = True) -> Optional[Tensor]:
-        found = self._compiled(projected, compiled, self.gate, self.candidate, self.output)
-        if found is not None:  # every variant
+    def sequence(self, xs: Tensor, compiled: bool = True) -> Optional[Tensor]:
+        found = self._compiled(xs, compiled, self.gate, self.candidate, self.output)
+        if found is not None:  # every variant; the compiled loop projects the inputs itself
             module, codes, slopes = found
             blocks = [self.gate_names.index(name) if name in self.gate_names else -1 for name in "ifgo"]
             peeps = [self.peephole_names.index(name) if name in self.peephole_names else -1 for name in "ifo"]
-            return bptt.CompiledLSTMFunction.apply(projected, self.weight_hh, self.peephole, self.gate_recurrence,
-                                                   module, (blocks, peeps, self.coupled_gates), codes, slopes)
+            return bptt.CompiledLSTMFunction.apply(xs, self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh,
+                                                   self.peephole, self.gate_recurrence, module,
+                                                   (blocks, peeps, self.coupled_gates), codes, slopes)
         plain = (self.peephole is None and not self.coupled_gates and self.missing_gate is None
                  and self.gate_recurrence is None)
         if not plain:
             return None  # the Python loop has no peepholes, CIFG, NIG/NFG/NOG or FGR: loop under autograd
-        return bptt.LSTMFunction.apply(projected, self.weight_hh, self.gate, self.candidate, self.output)
+        return bptt.LSTMFunction.apply(self.project_inputs(xs), self.weight_hh, self.gate, self.candidate,
+                                       self.output)
 
     def _slots_repr(self) -> str:
         extras = (", peephole=True" if self.peephole is not None else "") + (
@@ -318,8 +320,9 @@ class GRUCell(RecurrentCell):
         h = n + z * (h_prev - n)  # = (1 - z) * n + z * h_prev
         return h, h
 
-    def sequence(self, projected: Tensor, compiled: bool = True) -> Optional[Tensor]:
-        found = self._compiled(projected, compiled, self.gate, self.candidate)
+    def sequence(self, xs: Tensor, compiled: bool = True) -> Optional[Tensor]:
+        projected = self.project_inputs(xs)  # (T, B, I) -> (T, B, 3H)
+        found = self._compiled(xs, compiled, self.gate, self.candidate)
         if found is not None:
             return bptt.CompiledGRUFunction.apply(projected, self.weight_hh, self.bias_hh, *found)
         return bptt.GRUFunction.apply(projected, self.weight_hh, self.bias_hh, self.gate, self.candidate)
@@ -346,8 +349,9 @@ class RNNCell(RecurrentCell):
         h = self.candidate(torch.addmm(projected, state, self.weight_hh.t()))
         return h, h
 
-    def sequence(self, projected: Tensor, compiled: bool = True) -> Optional[Tensor]:
-        found = self._compiled(projected, compiled, self.candidate)
+    def sequence(self, xs: Tensor, compiled: bool = True) -> Optional[Tensor]:
+        projected = self.project_inputs(xs)  # (T, B, I) -> (T, B, H)
+        found = self._compiled(xs, compiled, self.candidate)
         if found is not None:
             return bptt.CompiledRNNFunction.apply(projected, self.weight_hh, *found)
         return bptt.RNNFunction.apply(projected, self.weight_hh, self.candidate)
@@ -386,7 +390,7 @@ class RecurrentLayer(nn.Module):
         `compiled` False keeps it to the Python loop (actstudy/bptt.py) rather than the compiled one.
         """
         if not per_step:
-            hs = self.cell.sequence(self.cell.project_inputs(xs), compiled)
+            hs = self.cell.sequence(xs, compiled)
             if hs is not None:
                 return hs
         hs, _ = self(xs)
