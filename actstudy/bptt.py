@@ -352,50 +352,61 @@ class CompiledLSTMFunction(torch.autograd.Function):
         xs, weight_ih, *kept = ctx.saved_tensors
         grad_pre, grad_bias, grad_weight_hh, grad_peephole, grad_recurrence = module.lstm_backward(
             grad_hs, *kept, *layout, codes, slopes)
-        rows = grad_pre.view(-1, grad_pre.shape[-1])  # (T, B, G*H) -> (T*B, G*H)
-        grad_xs, grad_weight_ih = _projection_grads(xs.reshape(-1, xs.shape[-1]), weight_ih, rows,
-                                                    *ctx.needs_input_grad[:2])
-        if grad_xs is not None:
-            grad_xs = grad_xs.view(xs.shape)
+        grad_xs, grad_weight_ih = _input_grads(ctx, xs, weight_ih, grad_pre)
         return (grad_xs, grad_weight_ih, grad_bias, grad_weight_hh, grad_peephole if has_peephole else None,
                 grad_recurrence if has_recurrence else None, None, None, None, None)
 
 
 class CompiledGRUFunction(torch.autograd.Function):
-    """h_1..h_T of a GRU in torch.nn.GRU's form, from zero state, by the compiled loop."""
+    """h_1..h_T of a GRU in torch.nn.GRU's form, from zero state, by the compiled loop, from the inputs xs
+    (T, B, I), W_ih and b_ih (which it projects itself, as CompiledLSTMFunction does)."""
 
     @staticmethod
-    def forward(ctx, projected: Tensor, weight_hh: Tensor, bias_hh: Tensor, module: Any, codes: list[int],
-                slopes: list[float]) -> Tensor:
+    def forward(ctx, xs: Tensor, weight_ih: Tensor, bias_ih: Tensor, weight_hh: Tensor, bias_hh: Tensor, module: Any,
+                codes: list[int], slopes: list[float]) -> Tensor:
         compiled_calls["gru"] += 1
-        hs, acts, pres = module.gru_forward(projected, weight_hh, bias_hh, codes, slopes)
+        hs, acts, pres = module.gru_forward(xs, weight_ih, bias_ih, weight_hh, bias_hh, codes, slopes)
         ctx.config = (module, codes, slopes)
-        ctx.save_for_backward(weight_hh, bias_hh, hs, acts, pres)
+        ctx.save_for_backward(xs, weight_ih, weight_hh, bias_hh, hs, acts, pres)
         return hs
 
     @staticmethod
     @once_differentiable  # the native backward records no graph: a second derivative must fail, not read 0
     def backward(ctx, grad_hs: Tensor):
         module, codes, slopes = ctx.config
-        grads = module.gru_backward(grad_hs, *ctx.saved_tensors, codes, slopes)
-        return (*grads, None, None, None)
+        xs, weight_ih, *kept = ctx.saved_tensors
+        grad_pre, grad_bias_ih, grad_weight_hh, grad_bias_hh = module.gru_backward(grad_hs, *kept, codes, slopes)
+        grad_xs, grad_weight_ih = _input_grads(ctx, xs, weight_ih, grad_pre)
+        return grad_xs, grad_weight_ih, grad_bias_ih, grad_weight_hh, grad_bias_hh, None, None, None
 
 
 class CompiledRNNFunction(torch.autograd.Function):
-    """h_1..h_T of a vanilla RNN, from zero state, by the compiled loop."""
+    """h_1..h_T of a vanilla RNN, from zero state, by the compiled loop, from the inputs xs (T, B, I), W_ih
+    and the summed bias (which it projects itself, as CompiledLSTMFunction does)."""
 
     @staticmethod
-    def forward(ctx, projected: Tensor, weight_hh: Tensor, module: Any, codes: list[int],
+    def forward(ctx, xs: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor, module: Any, codes: list[int],
                 slopes: list[float]) -> Tensor:
         compiled_calls["rnn"] += 1
-        hs, pres = module.rnn_forward(projected, weight_hh, codes, slopes)
+        hs, pres = module.rnn_forward(xs, weight_ih, bias, weight_hh, codes, slopes)
         ctx.config = (module, codes, slopes)
-        ctx.save_for_backward(weight_hh, hs, pres)
+        ctx.save_for_backward(xs, weight_ih, weight_hh, hs, pres)
         return hs
 
     @staticmethod
     @once_differentiable  # the native backward records no graph: a second derivative must fail, not read 0
     def backward(ctx, grad_hs: Tensor):
         module, codes, slopes = ctx.config
-        grads = module.rnn_backward(grad_hs, *ctx.saved_tensors, codes, slopes)
-        return (*grads, None, None, None)
+        xs, weight_ih, *kept = ctx.saved_tensors
+        grad_pre, grad_bias, grad_weight_hh = module.rnn_backward(grad_hs, *kept, codes, slopes)
+        grad_xs, grad_weight_ih = _input_grads(ctx, xs, weight_ih, grad_pre)
+        return grad_xs, grad_weight_ih, grad_bias, grad_weight_hh, None, None, None
+
+
+def _input_grads(ctx, xs: Tensor, weight_ih: Tensor, grad_pre: Tensor) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """dL/dxs (T, B, I) and dL/dW_ih of a compiled function whose first two inputs are xs and W_ih, from the
+    gradient of its pre-activations (T, B, G*H); None where autograd does not ask for them."""
+    rows = grad_pre.view(-1, grad_pre.shape[-1])  # (T, B, G*H) -> (T*B, G*H)
+    grad_xs, grad_weight_ih = _projection_grads(xs.reshape(-1, xs.shape[-1]), weight_ih, rows,
+                                                *ctx.needs_input_grad[:2])
+    return (grad_xs.view(xs.shape) if grad_xs is not None else None), grad_weight_ih

@@ -321,11 +321,12 @@ class GRUCell(RecurrentCell):
         return h, h
 
     def sequence(self, xs: Tensor, compiled: bool = True) -> Optional[Tensor]:
-        projected = self.project_inputs(xs)  # (T, B, I) -> (T, B, 3H)
         found = self._compiled(xs, compiled, self.gate, self.candidate)
-        if found is not None:
-            return bptt.CompiledGRUFunction.apply(projected, self.weight_hh, self.bias_hh, *found)
-        return bptt.GRUFunction.apply(projected, self.weight_hh, self.bias_hh, self.gate, self.candidate)
+        if found is not None:  # the compiled loop projects the inputs itself
+            return bptt.CompiledGRUFunction.apply(xs, self.weight_ih, self.bias_ih, self.weight_hh, self.bias_hh,
+                                                  *found)
+        return bptt.GRUFunction.apply(self.project_inputs(xs), self.weight_hh, self.bias_hh, self.gate,
+                                      self.candidate)
 
     def _slots_repr(self) -> str:
         return f", gate={self.gate.name}, candidate={self.candidate.name}"
@@ -350,11 +351,11 @@ class RNNCell(RecurrentCell):
         return h, h
 
     def sequence(self, xs: Tensor, compiled: bool = True) -> Optional[Tensor]:
-        projected = self.project_inputs(xs)  # (T, B, I) -> (T, B, H)
         found = self._compiled(xs, compiled, self.candidate)
-        if found is not None:
-            return bptt.CompiledRNNFunction.apply(projected, self.weight_hh, *found)
-        return bptt.RNNFunction.apply(projected, self.weight_hh, self.candidate)
+        if found is not None:  # the compiled loop projects the inputs itself
+            return bptt.CompiledRNNFunction.apply(xs, self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh,
+                                                  *found)
+        return bptt.RNNFunction.apply(self.project_inputs(xs), self.weight_hh, self.candidate)
 
     def _slots_repr(self) -> str:
         return f", candidate={self.candidate.name}"

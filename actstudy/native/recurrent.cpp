@@ -11,10 +11,10 @@
 // its derivative is taken from its output where that is exact (sigmoid, tanh, ...) and from its input
 // otherwise (leaky_relu, gelu, silu, softplus), in which case the forward keeps the pre-activations.
 //
-// Every function starts from zero state. The GRU and RNN take the input projection of all steps (the cell's
-// project_inputs), so the biases, W_ih and x get their gradient from autograd in one matmul; the LSTM takes
-// its inputs, W_ih and the summed bias, projects them itself and hands back the gradient of its
-// pre-activations and bias, from which bptt.py takes those of W_ih and the inputs in one matmul each.
+// Every function starts from zero state and takes the inputs of all steps, W_ih and the input-side bias
+// (project_into says why it projects them itself); its backward hands back the gradient of the
+// pre-activations, from which bptt.py takes those of W_ih and the inputs in one matmul each, and of the
+// bias, summed here row by row.
 
 #include <torch/extension.h>
 
@@ -259,16 +259,7 @@ std::vector<Slot> slots_of(const std::vector<int64_t>& codes, const std::vector<
   return slots;
 }
 
-void check_sequence(const Tensor& projected, const Tensor& weight_hh, int64_t blocks) {
-  TORCH_CHECK(projected.dim() == 3 && projected.size(0) > 0, "projected must be (T>0, B, G*H)");
-  TORCH_CHECK(projected.device().is_cpu(), "the compiled loop runs on the CPU");
-  TORCH_CHECK(weight_hh.dim() == 2 && projected.size(2) == blocks * weight_hh.size(1) &&
-                  weight_hh.size(0) == projected.size(2),
-              "weight_hh must be (G*H, H) with G*H the projection's width");
-  TORCH_CHECK(weight_hh.scalar_type() == projected.scalar_type(), "weight_hh and projected differ in dtype");
-}
-
-// The LSTM takes its inputs rather than their projection (lstm_forward_impl says why).
+// Every cell takes its inputs (T, B, I) and projects them itself (project_into says why).
 void check_inputs(const Tensor& inputs, const Tensor& weight_ih, const Tensor& bias, const Tensor& weight_hh) {
   TORCH_CHECK(inputs.dim() == 3 && inputs.size(0) > 0 && inputs.size(2) > 0, "inputs must be (T>0, B, I>0)");
   TORCH_CHECK(inputs.device().is_cpu(), "the compiled loop runs on the CPU");
@@ -280,6 +271,17 @@ void check_inputs(const Tensor& inputs, const Tensor& weight_ih, const Tensor& b
   TORCH_CHECK(weight_ih.scalar_type() == inputs.scalar_type() && bias.scalar_type() == inputs.scalar_type() &&
                   weight_hh.scalar_type() == inputs.scalar_type(),
               "inputs, weights and bias differ in dtype");
+}
+
+// buffer (T, B, G*H) = x W_ih^T for every step in one matmul, straight into the buffer each cell builds its
+// pre-activations in (its activation buffer, activated in place, or its kept pre-activations); the biases
+// and the recurrent term are added step by step. Taking the projection from outside instead cost a
+// (T, B, G*H) tensor, the broadcast of the bias into it and a copy of it here, ~10% of an LSTM's step.
+template <typename T>
+void project_into(const Tensor& inputs, const Tensor& weight_ih, T* buffer) {
+  const int64_t rows = inputs.size(0) * inputs.size(1), features = inputs.size(2), width = weight_ih.size(0);
+  gemm<T>(false, true, rows, width, features, inputs.data_ptr<T>(), features, weight_ih.data_ptr<T>(), features,
+          T(0), buffer, width);
 }
 
 // dL/dh_t as autograd hands it over: (T, B, H) with unit stride along H, but often a view (the transpose of
@@ -372,7 +374,7 @@ template <typename T>
 void lstm_forward_impl(const Tensor& inputs, const Tensor& weight_ih, const Tensor& bias, const Tensor& weight_hh,
                        const Tensor& peephole, const Tensor& recurrence, const LSTMLayout& L,
                        const std::vector<Slot>& slot, Tensor& hs, Tensor& acts, Tensor& cells, Tensor& pres) {
-  const int64_t steps = inputs.size(0), batch = inputs.size(1), features = inputs.size(2);
+  const int64_t steps = inputs.size(0), batch = inputs.size(1);
   const int64_t width = weight_hh.size(0), H = weight_hh.size(1);
   const Slot gate = slot[0], candidate = slot[1], output = slot[2];
   const bool keep = pres.defined();
@@ -393,11 +395,7 @@ void lstm_forward_impl(const Tensor& inputs, const Tensor& weight_ih, const Tens
   std::vector<T> squashed(H);
   const CellRow<T> cell_update = cell_row_for<T>(L);
   const std::vector<T> zeros(H, T(0));  // c_{-1}
-  // x W_ih^T for every step in one matmul, straight into the buffer the pre-activations are built in: the
-  // activation buffer (activated in place), or the kept pre-activations. Taking the projection from
-  // outside instead cost a (T, B, G*H) tensor, its bias broadcast and a copy of it here, ~10% of the step.
-  gemm<T>(false, true, steps * batch, width, features, inputs.data_ptr<T>(), features, weight_ih.data_ptr<T>(),
-          features, T(0), keep ? pres_p : acts_p, width);
+  project_into<T>(inputs, weight_ih, keep ? pres_p : acts_p);
   for (int64_t t = 0; t < steps; ++t) {
     T* pre_p = keep ? pres_p + t * tile : acts_p + t * tile;
     T* act_p = acts_p + t * tile;
@@ -692,37 +690,38 @@ std::vector<Tensor> lstm_backward(Tensor grad_hs, Tensor weight_hh, Tensor peeph
 // arithmetic for 1/5 less memory per step (what brought the GRU's peak under 1.5x nn.GRU's at small shapes).
 
 template <typename T>
-void gru_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Tensor& bias_hh,
-                      const std::vector<Slot>& slot, Tensor& hs, Tensor& acts, Tensor& pres) {
-  const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
+void gru_forward_impl(const Tensor& inputs, const Tensor& weight_ih, const Tensor& bias_ih, const Tensor& weight_hh,
+                      const Tensor& bias_hh, const std::vector<Slot>& slot, Tensor& hs, Tensor& acts, Tensor& pres) {
+  const int64_t steps = inputs.size(0), batch = inputs.size(1), H = weight_hh.size(1);
   const int64_t width = 3 * H, two = 2 * H;
   const Slot gate = slot[0], candidate = slot[1];
   const bool keep = pres.defined();
   const int64_t tile = batch * width, state = batch * H;  // elements per step
   const T* w = weight_hh.data_ptr<T>();
   const T* bias = bias_hh.data_ptr<T>();
-  std::vector<T> recurrent(tile), scratch(width);
+  const T* b_in = bias_ih.data_ptr<T>();
+  std::vector<T> recurrent(tile);
+  T* buffer = keep ? pres.data_ptr<T>() : acts.data_ptr<T>();
+  project_into<T>(inputs, weight_ih, buffer);
   for (int64_t t = 0; t < steps; ++t) {
     for (int64_t b = 0; b < batch; ++b) std::copy(bias, bias + width, recurrent.data() + b * width);
     if (t > 0)  // U h + b_hh, (B, 3H)
       gemm<T>(false, true, batch, width, H, hs.data_ptr<T>() + (t - 1) * state, H, w, H, T(1), recurrent.data(),
               width);
-    const T* in_p = projected.data_ptr<T>() + t * tile;
     const T* rec_p = recurrent.data();
     T* act_p = acts.data_ptr<T>() + t * tile;
     T* h_p = hs.data_ptr<T>() + t * state;
-    T* pre_base = keep ? pres.data_ptr<T>() + t * tile : nullptr;
+    T* pre_p = buffer + t * tile;  // holds x W_ih^T; becomes the pre-activations (the activations if not kept)
     const T* h_prev_p = t > 0 ? h_p - state : nullptr;
     for (int64_t b = 0; b < batch; ++b) {
-      const T* in = in_p + b * width;
       const T* rec = rec_p + b * width;
       T* a = act_p + b * width;
       T* h = h_p + b * H;
-      T* pre = pre_base ? pre_base + b * width : scratch.data();
+      T* pre = pre_p + b * width;
       const T* hp = h_prev_p ? h_prev_p + b * H : nullptr;
-      for (int64_t j = 0; j < two; ++j) pre[j] = in[j] + rec[j];
-      activate(gate, pre, a, two);
-      for (int64_t j = 0; j < H; ++j) pre[two + j] = in[two + j] + a[j] * rec[two + j];
+      for (int64_t j = 0; j < two; ++j) pre[j] += b_in[j] + rec[j];
+      activate(gate, pre, a, two);  // r, z (in place when not kept: pre[two:] is still x W_n^T)
+      for (int64_t j = 0; j < H; ++j) pre[two + j] += b_in[two + j] + a[j] * rec[two + j];
       activate(candidate, pre + two, a + two, H);
       const T* z = a + H;
       const T* n = a + two;
@@ -731,21 +730,25 @@ void gru_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Te
   }
 }
 
-std::vector<Tensor> gru_forward(Tensor projected, Tensor weight_hh, Tensor bias_hh, std::vector<int64_t> codes,
-                                std::vector<double> slopes) {
-  check_sequence(projected, weight_hh, 3);
+std::vector<Tensor> gru_forward(Tensor inputs, Tensor weight_ih, Tensor bias_ih, Tensor weight_hh, Tensor bias_hh,
+                                std::vector<int64_t> codes, std::vector<double> slopes) {
+  check_inputs(inputs, weight_ih, bias_ih, weight_hh);
+  TORCH_CHECK(weight_hh.size(0) == 3 * weight_hh.size(1), "the GRU's weight_hh must be (3H, H)");
+  TORCH_CHECK(bias_hh.dim() == 1 && bias_hh.size(0) == weight_hh.size(0), "bias_hh must be (3H)");
   const auto slot = slots_of(codes, slopes);
   TORCH_CHECK(slot.size() == 2, "the GRU takes gate and candidate codes");
-  projected = projected.contiguous();
+  inputs = inputs.contiguous();
+  weight_ih = weight_ih.contiguous();
+  bias_ih = bias_ih.contiguous();
   weight_hh = weight_hh.contiguous();
   bias_hh = bias_hh.contiguous();
-  const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
-  const auto options = projected.options();
+  const int64_t steps = inputs.size(0), batch = inputs.size(1), H = weight_hh.size(1);
+  const auto options = inputs.options();
   Tensor hs = at::empty({steps, batch, H}, options);
   Tensor acts = at::empty({steps, batch, 3 * H}, options);
   Tensor pres = needs_input(slot[0]) || needs_input(slot[1]) ? at::empty({steps, batch, 3 * H}, options) : Tensor();
-  AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "gru_forward", [&] {
-    gru_forward_impl<scalar_t>(projected, weight_hh, bias_hh, slot, hs, acts, pres);
+  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "gru_forward", [&] {
+    gru_forward_impl<scalar_t>(inputs, weight_ih, bias_ih, weight_hh, bias_hh, slot, hs, acts, pres);
   });
   return {hs, acts, pres.defined() ? pres : at::empty({0}, options)};
 }
@@ -753,7 +756,7 @@ std::vector<Tensor> gru_forward(Tensor projected, Tensor weight_hh, Tensor bias_
 template <typename T>
 void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Tensor& bias_hh,
                        const std::vector<Slot>& slot, const Tensor& hs, const Tensor& acts, const Tensor& pres,
-                       Tensor& grad_projected, Tensor& grad_weight_hh, Tensor& grad_bias_hh) {
+                       Tensor& grad_pre, Tensor& grad_bias_ih, Tensor& grad_weight_hh, Tensor& grad_bias_hh) {
   const int64_t steps = acts.size(0), batch = acts.size(1), H = weight_hh.size(1);
   const int64_t width = 3 * H, two = 2 * H;
   const Slot gate = slot[0], candidate = slot[1];
@@ -769,6 +772,7 @@ void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Ten
   std::vector<T> grad_recurrent(tile);
   T* grad_w = grad_weight_hh.data_ptr<T>();
   T* grad_b = grad_bias_hh.data_ptr<T>();
+  T* grad_b_in = grad_bias_ih.data_ptr<T>();  // the sum of every row of grad_pre, taken while in cache
   // U_n h_{t-1} + b_hn for the steps of one chunk (about 256K values), recomputed in one matmul as the
   // backward reaches them: rows of steps first..t, h_{-1} = 0 leaving b_hn alone at step 0.
   const T* u_n = w + two * H;  // (H, H) block of W_hh
@@ -791,7 +795,7 @@ void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Ten
     const T* rn_p = rn_chunk.data() + (t - first) * state;
     const T* h_prev_p = t > 0 ? hs.data_ptr<T>() + (t - 1) * state : nullptr;
     const T* dh_p = dh.data();
-    T* gp_p = grad_projected.data_ptr<T>() + t * tile;
+    T* gp_p = grad_pre.data_ptr<T>() + t * tile;
     T* gr_p = grad_recurrent.data();
     for (int64_t b = 0; b < batch; ++b) {
       const T* a = act_p + b * width;
@@ -818,7 +822,10 @@ void gru_backward_impl(const Tensor& grad_hs, const Tensor& weight_hh, const Ten
       }
     }
     for (int64_t b = 0; b < batch; ++b)
-      for (int64_t j = 0; j < width; ++j) grad_b[j] += gr_p[b * width + j];
+      for (int64_t j = 0; j < width; ++j) {
+        grad_b[j] += gr_p[b * width + j];
+        grad_b_in[j] += gp_p[b * width + j];
+      }
     if (t > 0) {
       gemm<T>(true, false, width, H, batch, gr_p, width, h_prev_p, H, T(1), grad_w, H);  // += (3H, B) (B, H)
       // dL/dh_{t-1} = from above + dh_t z_t + dL/d(U h_{t-1}) W_hh, overwriting dh row by row in place
@@ -841,14 +848,15 @@ std::vector<Tensor> gru_backward(Tensor grad_hs, Tensor weight_hh, Tensor bias_h
   bias_hh = bias_hh.contiguous();
   if (pres.defined() && pres.numel() == 0) pres = Tensor();
   const int64_t steps = acts.size(0), batch = acts.size(1), H = weight_hh.size(1);
-  Tensor grad_projected = at::empty({steps, batch, 3 * H}, acts.options());
+  Tensor grad_pre = at::empty({steps, batch, 3 * H}, acts.options());
   Tensor grad_weight_hh = at::zeros_like(weight_hh);
   Tensor grad_bias_hh = at::zeros({3 * H}, acts.options());
+  Tensor grad_bias_ih = at::zeros({3 * H}, acts.options());
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "gru_backward", [&] {
-    gru_backward_impl<scalar_t>(grad_hs, weight_hh, bias_hh, slot, hs, acts, pres, grad_projected,
+    gru_backward_impl<scalar_t>(grad_hs, weight_hh, bias_hh, slot, hs, acts, pres, grad_pre, grad_bias_ih,
                                 grad_weight_hh, grad_bias_hh);
   });
-  return {grad_projected, grad_weight_hh, grad_bias_hh};
+  return {grad_pre, grad_bias_ih, grad_weight_hh, grad_bias_hh};
 }
 
 // ------------------------------------------------------------------------------------------------ RNN
@@ -856,34 +864,42 @@ std::vector<Tensor> gru_backward(Tensor grad_hs, Tensor weight_hh, Tensor bias_h
 // h_t = candidate(W x_t + b + U h_{t-1}).
 
 template <typename T>
-void rnn_forward_impl(const Tensor& projected, const Tensor& weight_hh, const Slot& candidate, Tensor& hs,
-                      Tensor& pres) {
-  const int64_t steps = projected.size(0), batch = projected.size(1), H = weight_hh.size(1);
+void rnn_forward_impl(const Tensor& inputs, const Tensor& weight_ih, const Tensor& bias, const Tensor& weight_hh,
+                      const Slot& candidate, Tensor& hs, Tensor& pres) {
+  const int64_t steps = inputs.size(0), batch = inputs.size(1), H = weight_hh.size(1);
   const int64_t state = batch * H;
   const T* w = weight_hh.data_ptr<T>();
-  const T* in_p = projected.data_ptr<T>();
+  const T* b_p = bias.data_ptr<T>();
   T* hs_p = hs.data_ptr<T>();
+  T* buffer = pres.defined() ? pres.data_ptr<T>() : hs_p;  // activated in place if not kept
+  project_into<T>(inputs, weight_ih, buffer);
   for (int64_t t = 0; t < steps; ++t) {
-    T* pre = pres.defined() ? pres.data_ptr<T>() + t * state : hs_p + t * state;  // activated in place if not kept
-    std::copy(in_p + t * state, in_p + (t + 1) * state, pre);
+    T* pre = buffer + t * state;
     if (t > 0) gemm<T>(false, true, batch, H, H, hs_p + (t - 1) * state, H, w, H, T(1), pre, H);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t j = 0; j < H; ++j) pre[b * H + j] += b_p[j];
     activate(candidate, pre, hs_p + t * state, state);
   }
 }
 
-std::vector<Tensor> rnn_forward(Tensor projected, Tensor weight_hh, std::vector<int64_t> codes,
-                                std::vector<double> slopes) {
-  check_sequence(projected, weight_hh, 1);
+std::vector<Tensor> rnn_forward(Tensor inputs, Tensor weight_ih, Tensor bias, Tensor weight_hh,
+                                std::vector<int64_t> codes, std::vector<double> slopes) {
+  check_inputs(inputs, weight_ih, bias, weight_hh);
+  TORCH_CHECK(weight_hh.size(0) == weight_hh.size(1), "the RNN's weight_hh must be (H, H)");
   const auto slot = slots_of(codes, slopes);
   TORCH_CHECK(slot.size() == 1, "the RNN takes a candidate code");
-  projected = projected.contiguous();
+  inputs = inputs.contiguous();
+  weight_ih = weight_ih.contiguous();
+  bias = bias.contiguous();
   weight_hh = weight_hh.contiguous();
-  Tensor hs = at::empty_like(projected);
-  Tensor pres = needs_input(slot[0]) ? at::empty_like(projected) : Tensor();
-  AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "rnn_forward", [&] {
-    rnn_forward_impl<scalar_t>(projected, weight_hh, slot[0], hs, pres);
+  const int64_t steps = inputs.size(0), batch = inputs.size(1), H = weight_hh.size(1);
+  const auto options = inputs.options();
+  Tensor hs = at::empty({steps, batch, H}, options);
+  Tensor pres = needs_input(slot[0]) ? at::empty({steps, batch, H}, options) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "rnn_forward", [&] {
+    rnn_forward_impl<scalar_t>(inputs, weight_ih, bias, weight_hh, slot[0], hs, pres);
   });
-  return {hs, pres.defined() ? pres : at::empty({0}, projected.options())};
+  return {hs, pres.defined() ? pres : at::empty({0}, options)};
 }
 
 std::vector<Tensor> rnn_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Tensor pres, std::vector<int64_t> codes,
@@ -894,10 +910,12 @@ std::vector<Tensor> rnn_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Te
   if (pres.defined() && pres.numel() == 0) pres = Tensor();
   const int64_t steps = hs.size(0), batch = hs.size(1), H = hs.size(2);
   Tensor grad_pre = at::empty_like(hs);
+  Tensor grad_bias = at::zeros({H}, hs.options());
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnn_backward", [&] {
     using T = scalar_t;
     const int64_t state = batch * H;
     std::vector<T> slope(state), dh(state);
+    T* grad_b = grad_bias.data_ptr<T>();
     const T* w = weight_hh.data_ptr<T>();
     const StepRows<T> grad_rows(grad_hs);
     const T* hs_p = hs.data_ptr<T>();
@@ -908,9 +926,11 @@ std::vector<Tensor> rnn_backward(Tensor grad_hs, Tensor weight_hh, Tensor hs, Te
       slope_of(slot[0], pres.defined() ? pres.data_ptr<T>() + t * state : nullptr, hs_p + t * state, slope.data(),
                state);
       for (int64_t k = 0; k < state; ++k) gp[t * state + k] = dh[k] * slope[k];
+      for (int64_t b = 0; b < batch; ++b)  // dL/d bias, while the rows are in cache
+        for (int64_t j = 0; j < H; ++j) grad_b[j] += gp[t * state + b * H + j];
     }
   });
-  return {grad_pre, grad_recurrent_weight(grad_pre, hs, weight_hh)};
+  return {grad_pre, grad_bias, grad_recurrent_weight(grad_pre, hs, weight_hh)};
 }
 
 // Activation and derivative alone, so that tests can pin every code to the registry directly.
@@ -933,10 +953,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "LSTM (any Greff et al. variant) over all steps from its inputs: hs, acts, cells, pres");
   m.def("lstm_backward", &lstm_backward,
         "LSTM backward through time: d pre-activations (for d inputs, d W_ih), d bias, d W_hh, d peephole, d R");
-  m.def("gru_forward", &gru_forward, "GRU over all steps: hs, acts, U_n h + b_hn, pres");
-  m.def("gru_backward", &gru_backward, "GRU backward through time: d projected, d W_hh, d b_hh");
-  m.def("rnn_forward", &rnn_forward, "vanilla RNN over all steps: hs, pres");
-  m.def("rnn_backward", &rnn_backward, "vanilla RNN backward through time: d projected, d W_hh");
+  m.def("gru_forward", &gru_forward, "GRU over all steps from its inputs: hs, acts, pres");
+  m.def("gru_backward", &gru_backward,
+        "GRU backward through time: d pre-activations (for d inputs, d W_ih), d b_ih, d W_hh, d b_hh");
+  m.def("rnn_forward", &rnn_forward, "vanilla RNN over all steps from its inputs: hs, pres");
+  m.def("rnn_backward", &rnn_backward,
+        "vanilla RNN backward through time: d pre-activations (for d inputs, d W_ih), d bias, d W_hh");
   m.def("activation", &activation, "an activation and its derivative, by code: y, dy/dx");
   m.def("code_count", [] { return static_cast<int64_t>(CODE_COUNT); });
 }
