@@ -2,7 +2,8 @@
 
 The compiled loop (actstudy/native/recurrent.cpp, wrapped by the Compiled*Function classes at the end of
 this file) runs the LSTM with every Greff et al. variant, the GRU and the RNN, forward and backward, in
-one native call per layer and direction; it is what the cells use wherever it could be built. The Python
+one native call per layer and direction (taking the inputs and W_ih, which it projects into its own buffer,
+where the Python loop takes the projection); it is what the cells use wherever it could be built. The Python
 functions below are its fallback (no compiler, a failed build, CUDA tensors) for the plain LSTM, GRU and
 RNN; the Greff variants then loop their steps under autograd.
 
