@@ -555,6 +555,9 @@ class RecurrentStack(nn.Module):
         # comparison and tests).
         self.bptt = True
         self.compiled = True
+        # The compiled loop's build (native.build_name()) once it has run this stack's steps outside the probe,
+        # else None: summary.json records it, as builds differ at float32 rounding.
+        self.compiled_build: Optional[str] = None
 
         self.cell_type = cell
         self.input_size = input_size
@@ -648,6 +651,7 @@ class RecurrentStack(nn.Module):
         """The custom cells; with return_steps the last forward layer loops `step` under autograd, so
         that its h_t exist as tensors (the others, and every layer otherwise, use `sequence`)."""
         seq = x.transpose(0, 1)  # (B, T, I) -> (T, B, I), time-major
+        calls = sum(bptt.compiled_calls.values())
         index = self._reverse_index(lengths, seq.shape[0], seq) if self.bidirectional else None
         last = self.num_layers - 1
         per_step, compiled = not self.bptt, self.compiled
@@ -663,6 +667,8 @@ class RecurrentStack(nn.Module):
                 out = torch.cat((out, self._reverse(backward, index)), 2)  # back in forward time order: (T, B, 2H)
             if level < last:
                 seq = F.dropout(out, self.dropout, self.training)
+        if not return_steps and sum(bptt.compiled_calls.values()) > calls:
+            self.compiled_build = native.build_name()
         return out.transpose(0, 1), steps  # (T, B, D*H) -> (B, T, D*H)
 
     def fused_weights(self) -> list[Tensor]:

@@ -52,6 +52,10 @@ class SequenceModel(nn.Module):
     def impl_used(self) -> str:
         return self.rnn.impl_used
 
+    @property
+    def compiled_build(self) -> Optional[str]:
+        return self.rnn.compiled_build
+
     def forward(self, x: torch.Tensor, return_steps: bool = False, lengths: Optional[torch.Tensor] = None):
         """x (B, T, F) floats, or (B, T) token ids; `lengths` (B,) the real steps of right-padded sequences.
 

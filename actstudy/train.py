@@ -416,6 +416,9 @@ def _train(cfg: DictConfig, run_dir: Path, rid: str, started: float, logger: NoL
         "wall_seconds": time.time() - started,
         "params": params,
         "impl": model.impl_used,
+        # the compiled loop's build that ran the custom cells (instruction set and source digest: builds round
+        # float32 differently); null where torch's kernels, the Python loop or autograd ran them
+        "compiled_loop": model.compiled_build,
         "threads": threads,
         "huge_pages": huge_pages_in_use(),  # speed only: big tensors faulted in 2 MB at a time (runtime.py)
         "device": str(device),

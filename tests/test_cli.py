@@ -195,6 +195,27 @@ def test_a_diverging_run_is_recorded_and_the_sweep_completes(cli, tmp_path):
     assert summary["epochs_completed"] < 2
 
 
+def test_summary_names_the_compiled_build_that_trained_the_custom_cells(cli, tmp_path, monkeypatch):
+    # Two builds of the compiled loop (another instruction set, another version) round float32 differently, so
+    # a run says which one trained it; torch's kernel and the Python loop leave it null.
+    from actstudy import native
+
+    def compiled_loop(name: str, *overrides: str) -> object:
+        result = cli("run", *TINY, *overrides, f"hydra.run.dir={tmp_path / name}", "-q")
+        assert result.exit_code == 0, result.output
+        return read_run(tmp_path / name)[2]["compiled_loop"]
+
+    assert compiled_loop("fused", "model.impl=auto") is None
+    build = native.load()
+    if build is None:
+        pytest.skip(f"no compiled loop here ({native.unavailable_reason()})")
+    assert compiled_loop("custom", "model.impl=custom") == build.__name__
+    assert build.__name__.startswith("actstudy_recurrent_")
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setenv("ACTSTUDY_NATIVE", "0")
+    assert compiled_loop("python", "model.impl=custom") is None
+
+
 @pytest.mark.parametrize("model", ["lstm", "gru"])
 def test_default_slots_run_fused_and_match_the_custom_path(cli, tmp_path, model):
     # impl=auto picks torch's kernel for the default slots; impl=custom (the hand-written backward through

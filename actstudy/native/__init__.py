@@ -118,6 +118,13 @@ def load() -> Optional[Any]:
     return module
 
 
+def build_name() -> Optional[str]:
+    """The loaded build's name (its instruction set and source digest, e.g. actstudy_recurrent_avx512_<digest>),
+    or None when none is loaded: runs record it, since two builds round float32 differently."""
+    module = _loaded.get("module")
+    return module.__name__ if module is not None else None
+
+
 def unavailable_reason() -> Optional[str]:
     """Why `load()` returned None, or None when it has not been tried or succeeded."""
     return _loaded.get("reason")
