@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from omegaconf import ListConfig
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
@@ -225,17 +226,51 @@ def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
         fail(str(err))
 
 
+def _extra_parts(overrides: list[str], study_axes: list[str], cfg) -> list[list[str]]:
+    """The override lists of a study's `extra_runs`, each to be swept like the command itself: none when the
+    command line names one of the study's axes (it asked for a slice of the grid, not the whole study)."""
+    from actstudy.config import parse_overrides
+
+    extras = list(cfg.get("extra_runs") or [])
+    if not extras:
+        return []
+    given = {ov.get_key_element().lstrip("+~") for ov in parse_overrides(overrides)}
+    narrowed = given & {axis.lstrip("+~") for axis in study_axes}
+    if narrowed:
+        console.print(f"the study's {len(extras)} extra run specification(s) are left out: the command narrows "
+                      f"its axes ({', '.join(sorted(narrowed))})", highlight=False)
+        return []
+    parts = []
+    for index, extra in enumerate(extras):
+        if not isinstance(extra, (list, ListConfig)) or not extra or not all(isinstance(o, str) and "=" in o
+                                                                            for o in extra):
+            fail(f"extra_runs[{index}]: {extra!r} is not a list of overrides (key=value); "
+                 "e.g. [model=gru, optim.lr=3e-1]")
+        # a key the command line sets keeps the command line's value
+        parts.append([o for o in extra if o.split("=", 1)[0].lstrip("+~") not in given])
+    return parts
+
+
 def _plan_sweep(overrides: list[str], quiet: bool, dry_run: bool = False):
-    """Compose and check every job; decide the sweep directory and each run's directory and state;
-    split the cores between a parallel launcher's jobs. Returns the plan and the overrides for Hydra."""
+    """Compose and check every job, a study's extra runs included; decide the sweep directory and each run's
+    directory and state; split the cores between a parallel launcher's jobs. Returns the plan and one
+    (overrides for Hydra, names of the run directories they make) per launch: the command's own grid, then
+    each extra run specification, all into the same sweep directory."""
     from actstudy.runtime import usable_cores
-    from actstudy.sweeps import default_sweep_dir, launcher_overrides, plan, runs_elsewhere, threads_per_job
+    from actstudy.sweeps import (default_sweep_dir, launcher_overrides, plan, run_dir_name, runs_elsewhere,
+                                 threads_per_job)
 
     jobs, study_axes = _expand(overrides)
     try:
         hydra_cfg = hydra_settings(jobs[0])  # the launcher's settings
         here = not runs_elsewhere(hydra_cfg.get("launcher"))
         cfgs = compose_many(jobs)
+        parts = [([], {run_dir_name(cfg) for cfg in cfgs})]
+        for extra in _extra_parts(overrides, study_axes, cfgs[0]):
+            extra_jobs, _ = _expand([*overrides, *extra])
+            extra_cfgs = compose_many(extra_jobs)
+            parts.append((extra, {run_dir_name(cfg) for cfg in extra_cfgs}))
+            jobs, cfgs = jobs + extra_jobs, cfgs + extra_cfgs
         for cfg in cfgs:
             check_buildable(cfg, here)
     except ConfigError as err:
@@ -253,7 +288,7 @@ def _plan_sweep(overrides: list[str], quiet: bool, dry_run: bool = False):
     if quiet:
         overrides = [*overrides, "quiet=true"]
     sweep_plan = plan(list(zip(jobs, cfgs)), Path(_dir_value(overrides, "hydra.sweep.dir")))
-    return sweep_plan, overrides
+    return sweep_plan, [([*overrides, *extra], names) for extra, names in parts]
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -389,7 +424,7 @@ def sweep(
     overrides = list(overrides or [])
     if any(o.startswith("hydra/sweeper=") and not o.endswith("=basic") for o in overrides):
         return _tune(overrides, quiet, dry_run)
-    sweep_plan, overrides = _plan_sweep(overrides, quiet, dry_run)
+    sweep_plan, launches = _plan_sweep(overrides, quiet, dry_run)
     sweep_dir, runs = sweep_plan.sweep_dir, sweep_plan.runs
     if force and not dry_run:
         _retire_finished(sweep_plan)
@@ -410,7 +445,12 @@ def sweep(
     if sweep_plan.to_train:
         with SweepWatcher(sweep_plan, lambda line: console.print(line, highlight=False)):
             try:
-                _launch(overrides, multirun=True)
+                # the command's own grid, then each of the study's extra runs, into the same directory; a
+                # launch whose runs are all finished is left out
+                to_train = {r.run_dir.name for r in sweep_plan.to_train}
+                for launch, names in launches:
+                    if names & to_train:
+                        _launch(launch, multirun=True)
             except Exception as err:  # a launcher or scheduler error: say so, then count what got done
                 err_console.print(f"[bold red]launcher failed:[/] {config_one_line(err)}", highlight=False)
             except SystemExit:  # Hydra has printed the launcher's error already

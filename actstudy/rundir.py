@@ -84,7 +84,8 @@ FINISHED = (COMPLETED, DIVERGED)  # a result: the next invocation skips it
 # `threads` only splits the same arithmetic over more cores (a parallel launcher sets it per job, so a run
 # started sequentially can be finished by a joblib sweep). `device` is part of the identity: CPU and GPU
 # kernels give other numbers, so their runs are different experiments, in a sweep and in the report.
-NOT_IDENTITY_KEYS = ("quiet", "threads", "logger", "select")  # select: what the report tunes, not what a run computes
+# select: what the report tunes; extra_runs: which runs a study adds to its grid; neither is what a run computes
+NOT_IDENTITY_KEYS = ("quiet", "threads", "logger", "select", "extra_runs")
 # What the report pools over: runs that differ only in these keys are repetitions of one configuration.
 REPETITION_KEYS = ("seed",)
 

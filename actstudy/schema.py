@@ -84,6 +84,11 @@ class Config:
     # Keys the report tunes per configuration on validation (`actstudy report --select`); a study file sets
     # it so that its report does so unasked. Not part of a run's identity: it changes no training.
     select: list[str] = field(default_factory=list)
+    # Runs a study makes beyond its grid, each a list of overrides that replace the study's axes they name
+    # (e.g. one configuration at one more learning rate): `actstudy sweep study=NAME` trains them into the
+    # same sweep directory unless the command line narrows one of the study's axes. Not part of a run's
+    # identity either.
+    extra_runs: list[Any] = field(default_factory=list)
 
 
 MODEL_DEFAULTS = ModelConfig()  # what build_stack gives a key a caller's config leaves out

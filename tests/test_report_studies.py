@@ -46,6 +46,24 @@ def test_study_composes_and_says_how_long_it_takes(name):
         check_buildable(run)
 
 
+@pytest.mark.parametrize("name", [n for n in STUDIES if compose_study(n).get("extra_runs")])
+def test_a_study_s_extra_runs_are_valid_and_lie_outside_its_grid(name):
+    """Each of extra_runs replaces some of the study's axes: every run it means must be valid, new (not one the
+    grid has) and, what extras are for, take one of the study's swept keys to a value its grid lacks."""
+    from actstudy.sweeps import run_dir_name, sweep_arguments
+
+    cfg = compose_study(name)
+    params = dict(cfg.hydra.sweeper.params)
+    grid = {run_dir_name(run) for run in compose_many([[f"study={name}", *job] for job in jobs(cfg)])}
+    for extra in cfg.extra_runs:
+        runs = compose_many([[f"study={name}", *job] for job in sweep_arguments(list(extra), params)])
+        for run in runs:
+            check_buildable(run)
+        assert not grid & {run_dir_name(run) for run in runs}, extra
+        swept = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in extra if o.split("=", 1)[0] in params}
+        assert any(value not in str(params[key]).split(",") for key, value in swept.items()), extra
+
+
 def test_adding_lengths_is_arjovskys_lstm_setting_on_fresh_data():
     cfg = compose_study("adding_lengths")
     assert len(jobs(cfg)) == 10  # T = 100, 200 x 5 seeds

@@ -13,13 +13,48 @@ def test_studies_are_listed(cli):
     assert "activation_grid" in result.output and "600 runs" in result.output
 
 
-def test_the_activation_grid_means_600_runs_and_dry_run_writes_nothing(cli, tmp_path):
+def test_the_activation_grid_means_605_runs_and_dry_run_writes_nothing(cli, tmp_path):
+    # 600 in its grid and 5 beyond it (its extra_runs: the relu GRU on adding at lr 0.3), all in one directory
     result = cli("sweep", "study=activation_grid", f"hydra.sweep.dir={tmp_path / 'grid'}", "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "600 runs" in result.output and "600 new" in result.output
+    assert "605 runs" in result.output and "605 new" in result.output
     for value in ["model=gru", "model.activation.candidate=softsign", "optim.lr=0.03", "task=mnist1d", "seed=4"]:
         assert value in result.output
+    extra = [line for line in result.output.splitlines() if "optim.lr=3e-1 " in line]
+    assert len(extra) == 5 and all("task=adding model=gru model.activation.candidate=relu" in line for line in extra)
     assert not (tmp_path / "grid").exists()
+
+
+def test_a_command_that_narrows_a_study_axis_leaves_its_extra_runs_out(cli, tmp_path):
+    result = cli("sweep", "study=activation_grid", "optim.lr=1e-2", f"hydra.sweep.dir={tmp_path / 'grid'}",
+                 "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "120 runs" in result.output and "extra run specification(s) are left out" in result.output
+    assert "optim.lr=3e-1 " not in result.output
+
+
+def test_extra_runs_train_into_the_same_directory_and_count_as_done_next_time(cli, tmp_path):
+    # extra_runs is a config key like any other: a study file sets it, and so can a command line.
+    sweep_dir = tmp_path / "sweep"
+    command = ["sweep", *TINY, "seed=0,1", 'extra_runs=[["model=gru"], ["model=rnn", "seed=5"]]',
+               f"hydra.sweep.dir={sweep_dir}"]
+    result = cli(*command)
+    assert result.exit_code == 0, result.output
+    assert "6 runs" in result.output and outcome(result.output)["completed"] == 6
+    names = sorted(d.name.rsplit("-", 1)[0] for d in sweep_dir.iterdir() if (d / "summary.json").exists())
+    # the grid (the default LSTM, seeds 0 and 1), the first extra (the GRU, at the command's seeds) and the
+    # second, whose seed=5 gives way to the command line's seed=0,1: a key the command sets keeps its value
+    assert names == ["adding-gru-s0", "adding-gru-s1", "adding-lstm-s0", "adding-lstm-s1", "adding-rnn-s0",
+                     "adding-rnn-s1"]
+    again = cli(*command)
+    assert again.exit_code == 0 and "6 already done" in again.output and outcome(again.output)["completed"] == 0
+
+
+def test_an_extra_run_that_is_not_a_list_of_overrides_is_refused_in_one_line(cli, tmp_path):
+    result = cli("sweep", *TINY, "seed=0", "extra_runs=[model_gru]", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert result.exit_code == 2
+    assert "extra_runs[0]: 'model_gru' is not a list of overrides" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s").exists()
 
 
 def test_dry_run_of_a_fresh_data_study_estimates_its_budget_in_updates(cli, tmp_path):
