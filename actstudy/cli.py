@@ -246,6 +246,11 @@ def _extra_parts(overrides: list[str], study_axes: list[str], cfg) -> list[list[
                                                                             for o in extra):
             fail(f"extra_runs[{index}]: {extra!r} is not a list of overrides (key=value); "
                  "e.g. [model=gru, optim.lr=3e-1]")
+        for override in extra:
+            key = override.split("=", 1)[0].lstrip("+~")
+            if key.startswith("hydra") or key in ("study", "extra_runs"):
+                fail(f"extra_runs[{index}]: {override!r} sets {key}, which an extra run cannot change: it trains "
+                     "in the study's own sweep, launcher and directory (give those on the command line)")
         # a key the command line sets keeps the command line's value
         parts.append([o for o in extra if o.split("=", 1)[0].lstrip("+~") not in given])
     return parts
@@ -288,7 +293,12 @@ def _plan_sweep(overrides: list[str], quiet: bool, dry_run: bool = False):
     if quiet:
         overrides = [*overrides, "quiet=true"]
     sweep_plan = plan(list(zip(jobs, cfgs)), Path(_dir_value(overrides, "hydra.sweep.dir")))
-    return sweep_plan, [([*overrides, *extra], names) for extra, names in parts]
+    # an extra's key that the final command line sets (threads, quiet, ... added above) keeps that value
+    final_keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    launches = []
+    for extra, names in parts:
+        launches.append(([*overrides, *(o for o in extra if o.split("=", 1)[0].lstrip("+~") not in final_keys)], names))
+    return sweep_plan, launches
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -415,7 +425,7 @@ def sweep(
 ) -> None:
     """Run a Hydra multirun: every combination of the comma-separated values, one run directory each.
 
-    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list). Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'; threads = cpus_per_task), ray (actstudy\\[ray]; threads = hydra.launcher.ray.remote.num_cpus). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
+    Each run lives in <sweep dir>/<task>-<cell>-s<seed>-<config hash>; the sweep dir defaults to outputs/sweeps/<study or sweep>-<hash of the command's shape>, or hydra.sweep.dir=.... Running a command again skips finished runs, resumes interrupted ones from their checkpoint and starts the rest. study=NAME runs a named sweep (actstudy list) and the runs its file adds beyond the grid (extra_runs), all into one directory. Launchers are Hydra's: hydra/launcher=joblib (cores split between workers), submitit_local, submitit_slurm (pip install 'actstudy\\[cluster]'; threads = cpus_per_task), ray (actstudy\\[ray]; threads = hydra.launcher.ray.remote.num_cpus). A run that fails or diverges is recorded and the sweep goes on; the exit code is 1 when any failed.
     """
     from actstudy.rundir import FINISHED, read_summary
     from actstudy.cost import describe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from conftest import TINY
@@ -50,10 +51,19 @@ def test_extra_runs_train_into_the_same_directory_and_count_as_done_next_time(cl
     assert again.exit_code == 0 and "6 already done" in again.output and outcome(again.output)["completed"] == 0
 
 
-def test_an_extra_run_that_is_not_a_list_of_overrides_is_refused_in_one_line(cli, tmp_path):
-    result = cli("sweep", *TINY, "seed=0", "extra_runs=[model_gru]", f"hydra.sweep.dir={tmp_path / 's'}")
+@pytest.mark.parametrize("extra, message", [
+    ("[model_gru]", "extra_runs[0]: 'model_gru' is not a list of overrides (key=value)"),
+    ("[[]]", "extra_runs[0]: [] is not a list of overrides"),
+    ('[["model=gru"], ["hydra.sweep.dir=elsewhere"]]',
+     "extra_runs[1]: 'hydra.sweep.dir=elsewhere' sets hydra.sweep.dir"),
+    ('[["hydra/launcher=joblib"]]', "extra_runs[0]: 'hydra/launcher=joblib' sets hydra/launcher"),
+    ('[["study=claims"]]', "extra_runs[0]: 'study=claims' sets study, which an extra run cannot change"),
+    ('[["model=nonexistent"]]', "unknown model 'nonexistent'; choose one of: gru, irnn, lstm, rnn"),
+])
+def test_a_bad_extra_run_is_refused_in_one_line_before_anything_is_written(cli, tmp_path, extra, message):
+    result = cli("sweep", *TINY, "seed=0", f"extra_runs={extra}", f"hydra.sweep.dir={tmp_path / 's'}")
     assert result.exit_code == 2
-    assert "extra_runs[0]: 'model_gru' is not a list of overrides" in result.output and "Traceback" not in result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (tmp_path / "s").exists()
 
 
