@@ -323,8 +323,8 @@ def _absent(like: Tensor) -> Tensor:
 class CompiledLSTMFunction(torch.autograd.Function):
     """h_1..h_T of an LSTM or any Greff et al. variant, from zero state, by the compiled loop.
 
-    Unlike the other functions it takes the inputs xs (T, B, I), W_ih and the summed bias rather than
-    their projection: the loop projects them straight into its own pre-activation buffer, which spares
+    Like every compiled function it takes the inputs xs (T, B, I), W_ih and the summed bias rather than
+    their projection (the Python loop's functions take that): the loop projects them straight into its own pre-activation buffer, which spares
     a (T, B, G*H) tensor, the broadcast of the bias into it and a copy of it (~10% of a training step at
     64/200/128), and sums the bias gradient while each row is in cache.
 

@@ -226,6 +226,11 @@ def _expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
         fail(str(err))
 
 
+def _key(override: str) -> str:
+    """The key an override sets, without Hydra's +/~ prefix: `+remedy=sgd` -> `remedy`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def _extra_parts(overrides: list[str], study_axes: list[str], cfg) -> list[list[str]]:
     """The override lists of a study's `extra_runs`, each to be swept like the command itself: none when the
     command line names one of the study's axes (it asked for a slice of the grid, not the whole study)."""
@@ -234,8 +239,8 @@ def _extra_parts(overrides: list[str], study_axes: list[str], cfg) -> list[list[
     extras = list(cfg.get("extra_runs") or [])
     if not extras:
         return []
-    given = {ov.get_key_element().lstrip("+~") for ov in parse_overrides(overrides)}
-    narrowed = given & {axis.lstrip("+~") for axis in study_axes}
+    given = {_key(ov.get_key_element()) for ov in parse_overrides(overrides)}
+    narrowed = given & {_key(axis) for axis in study_axes}
     if narrowed:
         console.print(f"the study's {len(extras)} extra run specification(s) are left out: the command narrows "
                       f"its axes ({', '.join(sorted(narrowed))})", highlight=False)
@@ -247,12 +252,12 @@ def _extra_parts(overrides: list[str], study_axes: list[str], cfg) -> list[list[
             fail(f"extra_runs[{index}]: {extra!r} is not a list of overrides (key=value); "
                  "e.g. [model=gru, optim.lr=3e-1]")
         for override in extra:
-            key = override.split("=", 1)[0].lstrip("+~")
+            key = _key(override)
             if key.startswith("hydra") or key in ("study", "extra_runs"):
                 fail(f"extra_runs[{index}]: {override!r} sets {key}, which an extra run cannot change: it trains "
                      "in the study's own sweep, launcher and directory (give those on the command line)")
         # a key the command line sets keeps the command line's value
-        parts.append([o for o in extra if o.split("=", 1)[0].lstrip("+~") not in given])
+        parts.append([o for o in extra if _key(o) not in given])
     return parts
 
 
@@ -294,11 +299,9 @@ def _plan_sweep(overrides: list[str], quiet: bool, dry_run: bool = False):
         overrides = [*overrides, "quiet=true"]
     sweep_plan = plan(list(zip(jobs, cfgs)), Path(_dir_value(overrides, "hydra.sweep.dir")))
     # an extra's key that the final command line sets (threads, quiet, ... added above) keeps that value
-    final_keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    launches = []
-    for extra, names in parts:
-        launches.append(([*overrides, *(o for o in extra if o.split("=", 1)[0].lstrip("+~") not in final_keys)], names))
-    return sweep_plan, launches
+    final_keys = {_key(o) for o in overrides}
+    return sweep_plan, [([*overrides, *(o for o in extra if _key(o) not in final_keys)], names)
+                        for extra, names in parts]
 
 
 def _fmt(value, digits: int = 4) -> str:
