@@ -117,12 +117,14 @@ class RecurrentCell(nn.Module):
     def initial_state(self, batch_size: int, like: Tensor) -> State:
         return like.new_zeros(batch_size, self.hidden_size)
 
-    def project_inputs(self, x: Tensor) -> Tensor:
-        """x (..., I) -> (..., G*H): the part of every pre-activation that needs no state.
+    def input_bias(self) -> Tensor:
+        """(G*H,) the bias folded into the input projection: both biases (they are only ever added), leaving
+        one addmm per step; the compiled loop, which projects the inputs itself, takes the same."""
+        return self.bias_ih + self.bias_hh
 
-        Both biases are folded in here (they are only ever added), leaving one addmm per step.
-        """
-        return bptt.project(x, self.weight_ih, self.bias_ih + self.bias_hh)
+    def project_inputs(self, x: Tensor) -> Tensor:
+        """x (..., I) -> (..., G*H): the part of every pre-activation that needs no state."""
+        return bptt.project(x, self.weight_ih, self.input_bias())
 
     def step(self, projected: Tensor, state: State) -> tuple[Tensor, State]:
         """One time step from the projected input (B, G*H); returns (h_t, new state)."""
@@ -266,7 +268,7 @@ class LSTMCell(RecurrentCell):
             module, codes, slopes = found
             blocks = [self.gate_names.index(name) if name in self.gate_names else -1 for name in "ifgo"]
             peeps = [self.peephole_names.index(name) if name in self.peephole_names else -1 for name in "ifo"]
-            return bptt.CompiledLSTMFunction.apply(xs, self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh,
+            return bptt.CompiledLSTMFunction.apply(xs, self.weight_ih, self.input_bias(), self.weight_hh,
                                                    self.peephole, self.gate_recurrence, module,
                                                    (blocks, peeps, self.coupled_gates), codes, slopes)
         plain = (self.peephole is None and not self.coupled_gates and self.missing_gate is None
@@ -306,9 +308,9 @@ class GRUCell(RecurrentCell):
         self.candidate = candidate or _default("candidate")
         self.reset_parameters()
 
-    def project_inputs(self, x: Tensor) -> Tensor:
+    def input_bias(self) -> Tensor:
         # b_hn sits inside r * (...), so only bias_ih can be folded into the projection.
-        return bptt.project(x, self.weight_ih, self.bias_ih)
+        return self.bias_ih
 
     def step(self, projected: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         h_prev = state
@@ -323,7 +325,7 @@ class GRUCell(RecurrentCell):
     def sequence(self, xs: Tensor, compiled: bool = True) -> Optional[Tensor]:
         found = self._compiled(xs, compiled, self.gate, self.candidate)
         if found is not None:  # the compiled loop projects the inputs itself
-            return bptt.CompiledGRUFunction.apply(xs, self.weight_ih, self.bias_ih, self.weight_hh, self.bias_hh,
+            return bptt.CompiledGRUFunction.apply(xs, self.weight_ih, self.input_bias(), self.weight_hh, self.bias_hh,
                                                   *found)
         return bptt.GRUFunction.apply(self.project_inputs(xs), self.weight_hh, self.bias_hh, self.gate,
                                       self.candidate)
@@ -353,7 +355,7 @@ class RNNCell(RecurrentCell):
     def sequence(self, xs: Tensor, compiled: bool = True) -> Optional[Tensor]:
         found = self._compiled(xs, compiled, self.candidate)
         if found is not None:  # the compiled loop projects the inputs itself
-            return bptt.CompiledRNNFunction.apply(xs, self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh,
+            return bptt.CompiledRNNFunction.apply(xs, self.weight_ih, self.input_bias(), self.weight_hh,
                                                   *found)
         return bptt.RNNFunction.apply(self.project_inputs(xs), self.weight_hh, self.candidate)
 
